@@ -1,0 +1,42 @@
+//! Typed errors that carry what the user needs to act.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A tensor the model needs is not in the weights.
+    #[error("missing tensor `{0}` in the weights")]
+    MissingTensor(String),
+    /// A tensor is present with the wrong shape.
+    #[error("tensor `{name}` has shape {found:?}, the model expects {expected:?}")]
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    /// Tensors in the weights that the model did not use (a wrong config or a wrong file).
+    #[error("{} unexpected tensor(s) in the weights, e.g. `{}`", .0.len(), .0.first().map(String::as_str).unwrap_or(""))]
+    UnexpectedTensors(Vec<String>),
+    /// A tensor is stored in a dtype we cannot read.
+    #[error("tensor `{name}` has unsupported dtype {dtype}")]
+    UnsupportedDtype { name: String, dtype: String },
+    /// A config.json asks for something this implementation does not support.
+    #[error("unsupported model config: {0}")]
+    UnsupportedConfig(String),
+    /// A config.json or other JSON file could not be parsed.
+    #[error("invalid JSON in {what}: {source}")]
+    Json { what: String, source: serde_json::Error },
+    /// A safetensors file could not be parsed.
+    #[error("invalid safetensors file {what}: {message}")]
+    Safetensors { what: String, message: String },
+    /// File system errors, with the path.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// Anything else, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}

@@ -1,0 +1,16 @@
+//! websd: Stable Diffusion on WebGPU, written with burn.
+//!
+//! The model code is backend-agnostic: tensors carry their backend in their `Device`, so the same
+//! code runs on WebGPU in the browser, wgpu over Vulkan/Metal natively, and burn's CPU backend in
+//! tests.
+
+pub mod error;
+pub mod gpu;
+pub mod model;
+pub mod probe;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};

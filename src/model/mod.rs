@@ -1,0 +1,3 @@
+//! The Stable Diffusion networks, mirroring diffusers/transformers module for module.
+
+pub mod attention;

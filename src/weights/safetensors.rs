@@ -1,0 +1,143 @@
+//! Tensors from safetensors files: diffusers/transformers component folders and fixture files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use safetensors::{Dtype, SafeTensors};
+
+use super::TensorSource;
+use crate::error::{Error, Result};
+
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// The tensors of one or more safetensors files, held in memory.
+pub struct SafetensorsSource {
+    files: Vec<(String, Vec<u8>)>,
+    entries: HashMap<String, Entry>,
+}
+
+impl SafetensorsSource {
+    /// Parses safetensors bytes; `what` names the file in errors.
+    pub fn from_bytes(what: &str, bytes: Vec<u8>) -> Result<Self> {
+        let mut source = Self { files: Vec::new(), entries: HashMap::new() };
+        source.add(what, bytes)?;
+        Ok(source)
+    }
+
+    /// Every `*.safetensors` file in a component folder (sharded checkpoints have several).
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Error::Other(format!("no .safetensors file in {}", dir.display())));
+        }
+        let mut source = Self { files: Vec::new(), entries: HashMap::new() };
+        for path in paths {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            source.add(&path.display().to_string(), bytes)?;
+        }
+        Ok(source)
+    }
+
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&path.display().to_string(), bytes)
+    }
+
+    fn add(&mut self, what: &str, bytes: Vec<u8>) -> Result<()> {
+        let bad = |message: String| Error::Safetensors { what: what.to_string(), message };
+        let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let file = self.files.len();
+        for (name, info) in metadata.tensors() {
+            let (start, end) = info.data_offsets;
+            if self.entries.contains_key(&name) {
+                return Err(bad(format!("tensor `{name}` appears in more than one file")));
+            }
+            self.entries.insert(
+                name,
+                Entry { file, dtype: info.dtype, shape: info.shape.clone(), start: data_start + start, end: data_start + end },
+            );
+        }
+        self.files.push((what.to_string(), bytes));
+        Ok(())
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries.get(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+
+    /// Tensor `name` as f32 values and its shape (f32, f16 and bf16 are read).
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let e = self.entry(name)?;
+        let bytes = &self.files[e.file].1[e.start..e.end];
+        let values = match e.dtype {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+            other => return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+        };
+        Ok((values, e.shape.clone()))
+    }
+
+    /// Integer tensor `name` (i64 or i32 on disk) as i64 values and its shape.
+    pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
+        let e = self.entry(name)?;
+        let bytes = &self.files[e.file].1[e.start..e.end];
+        let values = match e.dtype {
+            Dtype::I64 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::I32 => bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+            other => return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+        };
+        Ok((values, e.shape.clone()))
+    }
+
+    /// The stored dtype of `name` (e.g. to report that a fixture was kept in f16).
+    pub fn dtype(&self, name: &str) -> Option<String> {
+        self.entries.get(name).map(|e| format!("{:?}", e.dtype))
+    }
+
+    /// Tensor `name` on `device` with rank `D` (for fixtures' inputs and references).
+    pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
+        let (values, shape) = self.read_f32(name)?;
+        let shape: [usize; D] = shape.clone().try_into().map_err(|_| Error::ShapeMismatch {
+            name: name.to_string(),
+            expected: vec![0; D],
+            found: shape,
+        })?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entries.get(name).map(|e| e.shape.clone())
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.entries.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn load(&mut self, name: &str, _shape: &[usize], device: &Device) -> Result<Tensor<1>> {
+        let (values, _) = self.read_f32(name)?;
+        let n = values.len();
+        Ok(Tensor::from_data(TensorData::new(values, [n]), device))
+    }
+}

@@ -26,13 +26,13 @@ pub fn probe_tensor(device: &Device) -> Tensor<2> {
 /// The probe's 12 values, synchronously (native).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn probe(device: &Device) -> Vec<f32> {
-    probe_tensor(device).into_data().to_vec().expect("probe output is f32")
+    probe_tensor(device).into_data().try_to_vec().expect("probe output is f32")
 }
 
 /// The probe's 12 values (wasm: reading back from WebGPU is asynchronous).
 pub async fn probe_async(device: &Device) -> Vec<f32> {
     let data = probe_tensor(device).into_data_async().await.expect("probe readback");
-    data.to_vec().expect("probe output is f32")
+    data.try_to_vec().expect("probe output is f32")
 }
 
 #[cfg(test)]

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# websd's one entry point. Each command installs what it needs when it is missing.
+#   ./build.sh [build]     release wasm → www/pkg/
+#   ./build.sh serve [PORT] build, then serve the site on http://127.0.0.1:PORT (default 8080)
+#   ./build.sh test        native tests, the wasm build and the browser tests, with a summary
+#   ./build.sh native      the native CLI (target/release/websd)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+WASM_TARGET=wasm32-unknown-unknown
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Debian packages: install the missing ones (one apt-get update per run).
+APT_UPDATED=0
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  if [ $APT_UPDATED -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen crate's version in Cargo.lock.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+ensure_wasm_tools() {
+  rustup target list --installed | grep -qx "$WASM_TARGET" || rustup target add "$WASM_TARGET"
+  local want; want=$(wasm_bindgen_version)
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    log "installing wasm-bindgen-cli $want"
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
+ensure_node_deps() {
+  if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "installing npm packages (package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+build_wasm() {
+  ensure_wasm_tools
+  log "building the wasm module (release)"
+  cargo build --release --lib --target "$WASM_TARGET"
+  rm -rf www/pkg
+  wasm-bindgen --target web --no-typescript --out-dir www/pkg "$TARGET_DIR/$WASM_TARGET/release/websd.wasm"
+  local size; size=$(stat -c %s www/pkg/websd_bg.wasm)
+  log "www/pkg/websd_bg.wasm: $((size / 1024)) KiB ($(gzip -c www/pkg/websd_bg.wasm | wc -c | awk '{printf "%d", $1/1024}') KiB gzip)"
+}
+
+build_native() {
+  log "building the native CLI (release)"
+  cargo build --release --bins
+}
+
+# Test runs: each step's output is kept so the test counts can be added up at the end.
+PASSED=0; FAILED=0; FAILED_STEPS=()
+run_step() {
+  local name=$1; shift
+  local out; out=$(mktemp)
+  log "$name"
+  if "$@" 2>&1 | tee "$out"; then :; else FAILED_STEPS+=("$name"); fi
+  # cargo test: "test result: ok. 3 passed; 1 failed; ..."; node --test: "# pass 3" / "ℹ pass 3".
+  local p f
+  p=$( (grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$out" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}') )
+  f=$( (grep -oE '[0-9]+ passed; [0-9]+ failed' "$out" | awk '{s+=$3} END {print s+0}') )
+  p=$((p + $(grep -aoE '^(# |ℹ )pass [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')))
+  f=$((f + $(grep -aoE '^(# |ℹ )fail [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')))
+  PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
+  rm -f "$out"
+}
+
+cmd_test() {
+  ensure_apt chromium mesa-vulkan-drivers
+  run_step "native tests (cargo test --release)" cargo test --release
+  run_step "native CLI" build_native
+  run_step "wasm build" build_wasm
+  ensure_node_deps
+  run_step "browser tests (Playwright + Chromium, WebGPU)" \
+    node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
+  echo
+  if [ ${#FAILED_STEPS[@]} -gt 0 ]; then
+    log "FAILED steps: ${FAILED_STEPS[*]}"
+    [ "$FAILED" -eq 0 ] && FAILED=${#FAILED_STEPS[@]}
+  else
+    log "all steps passed"
+  fi
+  echo "websd: $PASSED passed, $FAILED failed"
+  [ ${#FAILED_STEPS[@]} -eq 0 ] && [ "$FAILED" -eq 0 ]
+}
+
+case "${1:-build}" in
+  build) build_wasm ;;
+  native) build_native ;;
+  serve)
+    build_wasm
+    exec node scripts/serve.mjs "${2:-8080}"
+    ;;
+  test) cmd_test ;;
+  *) echo "usage: $0 [build | serve [PORT] | test | native]" >&2; exit 2 ;;
+esac

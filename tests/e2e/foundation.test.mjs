@@ -1,0 +1,45 @@
+// The page opens WebGPU in its worker, runs burn's probe computation there, and shows values equal
+// to what the native build computes; without WebGPU it explains why instead of showing nothing.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSite, launchBrowser, openPage, websd } from './harness.mjs';
+
+let site;
+before(async () => { site = await startSite(); });
+after(() => site.close());
+
+test('worker reports a WebGPU adapter and the probe matches the native result', async () => {
+  const browser = await launchBrowser();
+  try {
+    const { page, log } = await openPage(browser, site.url);
+    await page.waitForSelector('body[data-probe="done"]', { timeout: 120_000 }).catch((e) => {
+      throw new Error(`probe did not finish: ${e.message}\n${log.join('\n')}`);
+    });
+    assert.match(await page.textContent('#gpu-status'), /WebGPU is ready/);
+    const info = await page.textContent('#gpu-info');
+    assert.match(info, /Backend\s*BrowserWebGpu|Backend\s*WebGpu/i, `unexpected backend in: ${info}`);
+    const browserValues = JSON.parse(await page.textContent('#probe-result'));
+    const nativeValues = JSON.parse(websd('probe', '--device', 'flex'));
+    assert.equal(browserValues.length, 12);
+    assert.equal(browserValues.length, nativeValues.length);
+    browserValues.forEach((v, i) =>
+      assert.ok(Math.abs(v - nativeValues[i]) < 1e-5, `value ${i}: browser ${v} vs native ${nativeValues[i]}`));
+  } finally {
+    await browser.close();
+  }
+});
+
+test('without WebGPU the page says what is missing and which browsers work', async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    const { page } = await openPage(browser, site.url);
+    const box = page.locator('#unsupported');
+    await box.waitFor({ state: 'visible', timeout: 30_000 });
+    const text = await box.textContent();
+    assert.match(text, /cannot run in this browser/);
+    assert.match(text, /WebGPU/);
+    assert.match(text, /Chrome/);
+  } finally {
+    await browser.close();
+  }
+});

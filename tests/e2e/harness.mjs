@@ -1,0 +1,45 @@
+// Shared set-up for the browser tests: the site served on a random 127.0.0.1 port and Debian's
+// Chromium driven by playwright-core, each launch with a fresh profile.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { serve } from '../../scripts/serve.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+const BASE_ARGS = [
+  '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+];
+
+/** Starts the site server; returns { url, close }. */
+export async function startSite() {
+  const server = await serve(ROOT, 0);
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
+}
+
+/** Launches headless Chromium, with WebGPU unless `webgpu` is false. */
+export async function launchBrowser({ webgpu = true } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: webgpu ? [...BASE_ARGS, '--enable-unsafe-webgpu'] : BASE_ARGS,
+  });
+}
+
+/** Opens `url` in a new page, collecting console errors for failure messages. */
+export async function openPage(browser, url) {
+  const page = await browser.newPage();
+  const log = [];
+  page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  await page.goto(url);
+  return { page, log };
+}
+
+/** Runs the native CLI (built by `./build.sh test` before the browser tests). */
+export function websd(...args) {
+  const bin = path.join(process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target'), 'release', 'websd');
+  return execFileSync(bin, args, { encoding: 'utf8' });
+}

@@ -28,6 +28,9 @@ pub enum Error {
     /// File system errors, with the path.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A generated image is unusable (NaN values, a flat colour); says which and why.
+    #[error("bad image: {0}")]
+    BadImage(String),
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),

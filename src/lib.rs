@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod image;
 pub mod model;
 pub mod probe;
 pub mod weights;

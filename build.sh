@@ -22,7 +22,7 @@ ensure_apt() {
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   log "installing Debian packages: ${missing[*]}"
   if [ $APT_UPDATED -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # wasm-bindgen-cli must be exactly the wasm-bindgen crate's version in Cargo.lock.

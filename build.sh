@@ -40,7 +40,7 @@ ensure_wasm_tools() {
 }
 
 ensure_node_deps() {
-  if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     log "installing npm packages (package-lock.json)"
     npm ci --no-audit --no-fund --loglevel=error
   fi
@@ -52,8 +52,21 @@ build_wasm() {
   cargo build --release --lib --target "$WASM_TARGET"
   rm -rf www/pkg
   wasm-bindgen --target web --no-typescript --out-dir www/pkg "$TARGET_DIR/$WASM_TARGET/release/websd.wasm"
-  local size; size=$(stat -c %s www/pkg/websd_bg.wasm)
-  log "www/pkg/websd_bg.wasm: $((size / 1024)) KiB ($(gzip -c www/pkg/websd_bg.wasm | wc -c | awk '{printf "%d", $1/1024}') KiB gzip)"
+  report_size "after wasm-bindgen"
+  # npm's binaryen (Debian's older wasm-opt produces a module that fails at start). Halves the size.
+  if [ "${WEBSD_NO_WASM_OPT:-0}" != 1 ]; then
+    ensure_node_deps
+    log "wasm-opt -Oz"
+    node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals www/pkg/websd_bg.wasm -o www/pkg/websd_bg.opt.wasm
+    mv www/pkg/websd_bg.opt.wasm www/pkg/websd_bg.wasm
+    report_size "after wasm-opt"
+  fi
+}
+
+report_size() {
+  local f=www/pkg/websd_bg.wasm
+  log "$f $1: $(($(stat -c %s $f) / 1024)) KiB, $(($(gzip -c $f | wc -c) / 1024)) KiB gzip"
 }
 
 build_native() {

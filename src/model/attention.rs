@@ -79,3 +79,51 @@ mod tests {
         }
     }
 }
+
+/// diffusers' `Attention` (to_q, to_k, to_v, to_out.0): self-attention over a sequence, or
+/// cross-attention to a context.
+#[derive(Module, Debug)]
+pub struct Attention {
+    to_q: burn::nn::Linear,
+    to_k: burn::nn::Linear,
+    to_v: burn::nn::Linear,
+    to_out: burn::nn::Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// `qkv_bias`: the UNet's attention has none, the VAE's has them.
+    pub fn load(
+        w: &mut crate::weights::WeightLoader,
+        prefix: &str,
+        query_dim: usize,
+        context_dim: usize,
+        heads: usize,
+        head_dim: usize,
+        qkv_bias: bool,
+    ) -> crate::error::Result<Self> {
+        let inner = heads * head_dim;
+        Ok(Self {
+            to_q: w.linear(&format!("{prefix}.to_q"), query_dim, inner, qkv_bias)?,
+            to_k: w.linear(&format!("{prefix}.to_k"), context_dim, inner, qkv_bias)?,
+            to_v: w.linear(&format!("{prefix}.to_v"), context_dim, inner, qkv_bias)?,
+            to_out: w.linear(&format!("{prefix}.to_out.0"), inner, query_dim, true)?,
+            heads,
+        })
+    }
+
+    /// `x` [B, N, query_dim]; `context` [B, M, context_dim] for cross-attention, None for self.
+    pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
+        let context = context.unwrap_or_else(|| x.clone());
+        let split = |t: Tensor<3>| {
+            let [b, n, inner] = t.dims();
+            t.reshape([b, n, self.heads, inner / self.heads]).swap_dims(1, 2)
+        };
+        let q = split(self.to_q.forward(x));
+        let k = split(self.to_k.forward(context.clone()));
+        let v = split(self.to_v.forward(context));
+        let out = scaled_dot_product_attention(q, k, v, false, DEFAULT_SCORE_BUDGET);
+        let [b, h, n, d] = out.dims();
+        self.to_out.forward(out.swap_dims(1, 2).reshape([b, n, h * d]))
+    }
+}

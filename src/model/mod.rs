@@ -1,3 +1,8 @@
 //! The Stable Diffusion networks, mirroring diffusers/transformers module for module.
 
 pub mod attention;
+pub mod config;
+pub mod embeddings;
+pub mod resnet;
+pub mod unet;
+pub mod unet_blocks;

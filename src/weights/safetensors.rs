@@ -35,14 +35,24 @@ impl SafetensorsSource {
     /// Every `*.safetensors` file in a component folder (sharded checkpoints have several).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
+        // diffusers/transformers name weights `diffusion_pytorch_model[-0000k-of-0000n].safetensors`
+        // or `model[...].safetensors`, with an optional `.fp16` variant beside them: take the
+        // full-precision files when both are present.
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.ends_with(".safetensors") && (name.starts_with("diffusion_pytorch_model") || name.starts_with("model"))
+            })
             .collect();
+        let is_variant = |p: &PathBuf| p.to_string_lossy().contains(".fp16.");
+        if paths.iter().any(|p| !is_variant(p)) {
+            paths.retain(|p| !is_variant(p));
+        }
         paths.sort();
         if paths.is_empty() {
-            return Err(Error::Other(format!("no .safetensors file in {}", dir.display())));
+            return Err(Error::Other(format!("no model .safetensors file in {}", dir.display())));
         }
         let mut source = Self { files: Vec::new(), entries: HashMap::new() };
         for path in paths {

@@ -1,0 +1,313 @@
+//! diffusers' `config.json` for UNet2DConditionModel and AutoencoderKL, as plain data.
+//!
+//! Only what SD 1.x, 2.x, SD-Turbo, LCM-distilled and the distilled (BK-SDM, segmind) UNets use is
+//! supported; anything else that would change the computation is refused with a clear message
+//! rather than silently ignored.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// An int-or-list config value (diffusers accepts both for per-block settings).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PerBlock {
+    One(usize),
+    Each(Vec<usize>),
+}
+
+impl PerBlock {
+    /// The value for each of `n` blocks.
+    pub fn expand(&self, n: usize, key: &str) -> Result<Vec<usize>> {
+        match self {
+            PerBlock::One(v) => Ok(vec![*v; n]),
+            PerBlock::Each(v) if v.len() == n => Ok(v.clone()),
+            PerBlock::Each(v) => Err(Error::UnsupportedConfig(format!("`{key}` has {} entries for {n} blocks", v.len()))),
+        }
+    }
+}
+
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_groups() -> usize {
+    32
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn one() -> f64 {
+    1.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn three() -> usize {
+    3
+}
+fn default_mid() -> Option<String> {
+    Some("UNetMidBlock2DCrossAttn".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UNetConfig {
+    #[serde(default = "four")]
+    pub in_channels: usize,
+    #[serde(default = "four")]
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub down_block_types: Vec<String>,
+    pub up_block_types: Vec<String>,
+    #[serde(default = "default_mid")]
+    pub mid_block_type: Option<String>,
+    pub layers_per_block: PerBlock,
+    #[serde(default = "one_usize_block")]
+    pub transformer_layers_per_block: PerBlock,
+    /// Legacy naming: in SD configs this is the number of heads.
+    #[serde(default)]
+    pub attention_head_dim: Option<PerBlock>,
+    #[serde(default)]
+    pub num_attention_heads: Option<PerBlock>,
+    pub cross_attention_dim: PerBlock,
+    #[serde(default = "default_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "default_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "yes")]
+    pub flip_sin_to_cos: bool,
+    #[serde(default)]
+    pub freq_shift: f64,
+    #[serde(default = "one_usize")]
+    pub downsample_padding: usize,
+    #[serde(default = "one")]
+    pub mid_block_scale_factor: f64,
+    #[serde(default)]
+    pub use_linear_projection: bool,
+    /// Equivalent to our attention, which always computes scores and softmax in f32.
+    #[serde(default)]
+    pub upcast_attention: bool,
+    /// LCM-distilled UNets embed the guidance scale (`time_embedding.cond_proj`).
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub act_fn: String,
+    #[serde(default = "three")]
+    pub conv_in_kernel: usize,
+    #[serde(default = "three")]
+    pub conv_out_kernel: usize,
+    /// Keys that would change the computation in ways we do not implement.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+fn four() -> usize {
+    4
+}
+fn one_usize_block() -> PerBlock {
+    PerBlock::One(1)
+}
+
+impl UNetConfig {
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "UNet config.json".into(), source })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses configs whose meaning we would get wrong.
+    pub fn check(&self) -> Result<()> {
+        let unsupported = |m: String| Err(Error::UnsupportedConfig(format!("UNet: {m}")));
+        for (key, allowed) in [
+            ("class_embed_type", None),
+            ("num_class_embeds", None),
+            ("addition_embed_type", None),
+            ("encoder_hid_dim", None),
+            ("time_embedding_type", Some("positional")),
+            ("resnet_time_scale_shift", Some("default")),
+            ("only_cross_attention", Some("false")),
+            ("dual_cross_attention", Some("false")),
+            ("center_input_sample", Some("false")),
+            ("class_embeddings_concat", Some("false")),
+            ("attention_type", Some("default")),
+        ] {
+            let Some(value) = self.other.get(key) else { continue };
+            let ok = match (value, allowed) {
+                (Value::Null, _) => true,
+                (Value::Bool(b), Some(a)) => b.to_string() == a,
+                (Value::String(s), Some(a)) => s == a,
+                _ => false,
+            };
+            if !ok {
+                return unsupported(format!("`{key}` = {value} is not supported"));
+            }
+        }
+        if self.act_fn != "silu" {
+            return unsupported(format!("act_fn `{}` is not supported (only silu)", self.act_fn));
+        }
+        let n = self.block_out_channels.len();
+        if self.down_block_types.len() != n || self.up_block_types.len() != n {
+            return unsupported("down/up block type lists must match block_out_channels".into());
+        }
+        for t in self.down_block_types.iter().chain(&self.up_block_types) {
+            if !matches!(t.as_str(), "CrossAttnDownBlock2D" | "DownBlock2D" | "CrossAttnUpBlock2D" | "UpBlock2D") {
+                return unsupported(format!("block type `{t}`"));
+            }
+        }
+        if let Some(mid) = &self.mid_block_type {
+            if mid != "UNetMidBlock2DCrossAttn" {
+                return unsupported(format!("mid_block_type `{mid}`"));
+            }
+        }
+        if self.conv_in_kernel % 2 == 0 || self.conv_out_kernel % 2 == 0 {
+            return unsupported("even conv_in/conv_out kernels".into());
+        }
+        self.heads()?;
+        self.layers()?;
+        self.transformer_layers()?;
+        self.cross_dims()?;
+        Ok(())
+    }
+
+    /// Attention heads per down block (diffusers: `num_attention_heads or attention_head_dim`).
+    pub fn heads(&self) -> Result<Vec<usize>> {
+        let n = self.block_out_channels.len();
+        match (&self.num_attention_heads, &self.attention_head_dim) {
+            (Some(h), _) => h.expand(n, "num_attention_heads"),
+            (None, Some(h)) => h.expand(n, "attention_head_dim"),
+            (None, None) => Ok(vec![8; n]),
+        }
+    }
+
+    pub fn layers(&self) -> Result<Vec<usize>> {
+        self.layers_per_block.expand(self.block_out_channels.len(), "layers_per_block")
+    }
+
+    pub fn transformer_layers(&self) -> Result<Vec<usize>> {
+        self.transformer_layers_per_block.expand(self.block_out_channels.len(), "transformer_layers_per_block")
+    }
+
+    pub fn cross_dims(&self) -> Result<Vec<usize>> {
+        self.cross_attention_dim.expand(self.block_out_channels.len(), "cross_attention_dim")
+    }
+
+    /// The real SD 1.5 UNet config (runwayml/stable-diffusion-v1-5).
+    pub fn sd15() -> Self {
+        Self::from_json(SD15_UNET).expect("built-in config")
+    }
+
+    /// The real SD 2.1 UNet config (stabilityai/stable-diffusion-2-1; SD-Turbo uses the same).
+    pub fn sd21() -> Self {
+        Self::from_json(SD21_UNET).expect("built-in config")
+    }
+}
+
+const SD15_UNET: &str = r#"{
+  "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
+  "center_input_sample": false, "cross_attention_dim": 768,
+  "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+  "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+  "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+}"#;
+
+const SD21_UNET: &str = r#"{
+  "act_fn": "silu", "attention_head_dim": [5, 10, 20, 20], "block_out_channels": [320, 640, 1280, 1280],
+  "center_input_sample": false, "cross_attention_dim": 1024,
+  "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+  "downsample_padding": 1, "dual_cross_attention": false, "flip_sin_to_cos": true, "freq_shift": 0,
+  "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32,
+  "num_class_embeds": null, "only_cross_attention": false, "out_channels": 4, "sample_size": 96,
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+  "use_linear_projection": true, "upcast_attention": true
+}"#;
+
+/// diffusers' AutoencoderKL config.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaeConfig {
+    #[serde(default = "three")]
+    pub in_channels: usize,
+    #[serde(default = "three")]
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "one_usize")]
+    pub layers_per_block: usize,
+    #[serde(default = "four")]
+    pub latent_channels: usize,
+    #[serde(default = "default_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "default_scaling")]
+    pub scaling_factor: f64,
+    #[serde(default)]
+    pub shift_factor: Option<f64>,
+    #[serde(default = "yes")]
+    pub mid_block_add_attention: bool,
+    #[serde(default = "yes")]
+    pub use_quant_conv: bool,
+    #[serde(default = "yes")]
+    pub use_post_quant_conv: bool,
+    #[serde(default = "default_act")]
+    pub act_fn: String,
+    #[serde(default)]
+    pub down_block_types: Vec<String>,
+    #[serde(default)]
+    pub up_block_types: Vec<String>,
+}
+
+fn default_scaling() -> f64 {
+    0.18215
+}
+
+impl VaeConfig {
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "VAE config.json".into(), source })?;
+        let bad = |m: String| Err(Error::UnsupportedConfig(format!("VAE: {m}")));
+        if config.act_fn != "silu" {
+            return bad(format!("act_fn `{}`", config.act_fn));
+        }
+        for t in config.down_block_types.iter().chain(&config.up_block_types) {
+            if !matches!(t.as_str(), "DownEncoderBlock2D" | "UpDecoderBlock2D") {
+                return bad(format!("block type `{t}`"));
+            }
+        }
+        if config.shift_factor.is_some_and(|s| s != 0.0) {
+            return bad("shift_factor (SD3/Flux VAEs) is not supported".into());
+        }
+        Ok(config)
+    }
+
+    /// The SD 1.x/2.x VAE.
+    pub fn sd() -> Self {
+        Self::from_json(
+            r#"{"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 4,
+            "norm_num_groups": 32, "scaling_factor": 0.18215,
+            "down_block_types": ["DownEncoderBlock2D","DownEncoderBlock2D","DownEncoderBlock2D","DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D","UpDecoderBlock2D","UpDecoderBlock2D","UpDecoderBlock2D"]}"#,
+        )
+        .expect("built-in config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_counts_follow_diffusers_legacy_naming() {
+        assert_eq!(UNetConfig::sd15().heads().unwrap(), vec![8; 4]);
+        assert_eq!(UNetConfig::sd21().heads().unwrap(), vec![5, 10, 20, 20]);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_compute() {
+        let with = |extra: &str| UNetConfig::from_json(&SD15_UNET.replacen('{', &format!("{{{extra},"), 1));
+        assert!(with(r#""class_embed_type": null"#).is_ok());
+        for bad in [r#""num_class_embeds": 10"#, r#""addition_embed_type": "text_time""#, r#""only_cross_attention": true"#] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("not supported"), "{bad}: {err}");
+        }
+    }
+}

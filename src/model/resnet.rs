@@ -1,0 +1,121 @@
+//! diffusers' ResnetBlock2D, Downsample2D and Upsample2D (shared by the UNet and the VAE).
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use crate::error::Result;
+use crate::weights::WeightLoader;
+
+/// GroupNorm computed in f32 whatever the model dtype (f16 sums of squares overflow).
+pub fn group_norm_f32(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    if dtype == burn::tensor::DType::F32 {
+        norm.forward(x)
+    } else {
+        let mut wide = norm.clone();
+        wide.gamma = wide.gamma.map(|g| g.map(|t| t.cast(burn::tensor::FloatDType::F32)));
+        wide.beta = wide.beta.map(|b| b.map(|t| t.cast(burn::tensor::FloatDType::F32)));
+        wide.forward(x.cast(burn::tensor::FloatDType::F32)).cast(dtype)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResnetBlock2D {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time_emb_proj: Option<Linear>,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+    output_scale_factor: f64,
+}
+
+/// What a ResnetBlock2D is built from.
+pub struct ResnetSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Channels of the time embedding (None in the VAE).
+    pub temb_channels: Option<usize>,
+    pub groups: usize,
+    pub eps: f64,
+    pub output_scale_factor: f64,
+}
+
+impl ResnetBlock2D {
+    pub fn load(w: &mut WeightLoader, prefix: &str, s: &ResnetSpec) -> Result<Self> {
+        let (cin, cout) = (s.in_channels, s.out_channels);
+        Ok(Self {
+            norm1: w.group_norm(&format!("{prefix}.norm1"), s.groups, cin, s.eps)?,
+            conv1: w.conv2d(&format!("{prefix}.conv1"), cin, cout, 3, 1, 1, true)?,
+            time_emb_proj: match s.temb_channels {
+                Some(t) => Some(w.linear(&format!("{prefix}.time_emb_proj"), t, cout, true)?),
+                None => None,
+            },
+            norm2: w.group_norm(&format!("{prefix}.norm2"), s.groups, cout, s.eps)?,
+            conv2: w.conv2d(&format!("{prefix}.conv2"), cout, cout, 3, 1, 1, true)?,
+            conv_shortcut: if cin != cout {
+                Some(w.conv2d(&format!("{prefix}.conv_shortcut"), cin, cout, 1, 1, 0, true)?)
+            } else {
+                None
+            },
+            output_scale_factor: s.output_scale_factor,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
+        let mut h = self.conv1.forward(silu(group_norm_f32(&self.norm1, x.clone())));
+        if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
+            let t = proj.forward(silu(temb.clone()));
+            h = h + t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
+        }
+        let h = self.conv2.forward(silu(group_norm_f32(&self.norm2, h)));
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        let out = shortcut + h;
+        if self.output_scale_factor == 1.0 { out } else { out / self.output_scale_factor }
+    }
+}
+
+/// Downsample2D with a conv of stride 2. `padding` 0 means diffusers' asymmetric pad (right and
+/// bottom by one) before the conv, as the VAE encoder does.
+#[derive(Module, Debug)]
+pub struct Downsample2D {
+    conv: Conv2d,
+    pad_right_bottom: bool,
+}
+
+impl Downsample2D {
+    pub fn load(w: &mut WeightLoader, prefix: &str, channels: usize, padding: usize) -> Result<Self> {
+        Ok(Self { conv: w.conv2d(&format!("{prefix}.conv"), channels, channels, 3, 2, padding, true)?, pad_right_bottom: padding == 0 })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = if self.pad_right_bottom { x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0)) } else { x };
+        self.conv.forward(x)
+    }
+}
+
+/// Nearest-neighbour 2× upsampling (exact: every pixel repeated 2×2), then a 3×3 conv.
+#[derive(Module, Debug)]
+pub struct Upsample2D {
+    conv: Conv2d,
+}
+
+impl Upsample2D {
+    pub fn load(w: &mut WeightLoader, prefix: &str, channels: usize) -> Result<Self> {
+        Ok(Self { conv: w.conv2d(&format!("{prefix}.conv"), channels, channels, 3, 1, 1, true)? })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv.forward(upsample_nearest_2x(x))
+    }
+}
+
+pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
+}

@@ -1,0 +1,4 @@
+//! websd's native integration tests: one test binary (one link of burn), a module per area.
+
+mod common;
+mod unet;

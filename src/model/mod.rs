@@ -6,3 +6,4 @@ pub mod embeddings;
 pub mod resnet;
 pub mod unet;
 pub mod unet_blocks;
+pub mod vae;

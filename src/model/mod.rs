@@ -1,6 +1,7 @@
 //! The Stable Diffusion networks, mirroring diffusers/transformers module for module.
 
 pub mod attention;
+pub mod clip;
 pub mod config;
 pub mod embeddings;
 pub mod resnet;

@@ -1,0 +1,224 @@
+//! The CLIP text encoder as transformers' CLIPTextModel: SD 1.x's ViT-L/14 text tower (quick_gelu)
+//! and the OpenCLIP ViT-H text tower SD 2.x / SD-Turbo ship (gelu), configured by config.json.
+
+use std::path::Path;
+
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid};
+use serde::Deserialize;
+
+use super::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
+use crate::error::{Error, Result};
+use crate::weights::{SafetensorsSource, WeightLoader};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClipConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    pub num_hidden_layers: usize,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// 2 in older configs: then the pooled token is the one with the largest id (transformers'
+    /// legacy rule); otherwise the first `eos_token_id`.
+    #[serde(default = "default_eos")]
+    pub eos_token_id: i64,
+}
+
+fn default_positions() -> usize {
+    77
+}
+fn default_act() -> String {
+    "quick_gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_eos() -> i64 {
+    2
+}
+
+impl ClipConfig {
+    pub fn from_json(text: &str) -> Result<Self> {
+        let c: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "text encoder config.json".into(), source })?;
+        if !matches!(c.hidden_act.as_str(), "quick_gelu" | "gelu") {
+            return Err(Error::UnsupportedConfig(format!("text encoder hidden_act `{}`", c.hidden_act)));
+        }
+        if c.hidden_size % c.num_attention_heads != 0 {
+            return Err(Error::UnsupportedConfig("hidden_size must divide into the attention heads".into()));
+        }
+        Ok(c)
+    }
+
+    /// SD 1.x: openai/clip-vit-large-patch14's text tower.
+    pub fn sd1() -> Self {
+        Self::from_json(r#"{"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+            "num_hidden_layers": 12, "hidden_act": "quick_gelu", "eos_token_id": 2}"#)
+        .expect("built-in config")
+    }
+
+    /// SD 2.x / SD-Turbo: OpenCLIP ViT-H/14's text tower with its last layer dropped (23 layers).
+    pub fn sd2() -> Self {
+        Self::from_json(r#"{"vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+            "num_hidden_layers": 23, "hidden_act": "gelu", "eos_token_id": 2}"#)
+        .expect("built-in config")
+    }
+}
+
+#[derive(Module, Debug)]
+struct EncoderLayer {
+    layer_norm1: LayerNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    #[module(skip)]
+    heads: usize,
+    #[module(skip)]
+    quick_gelu: bool,
+}
+
+impl EncoderLayer {
+    fn load(w: &mut WeightLoader, prefix: &str, c: &ClipConfig) -> Result<Self> {
+        let d = c.hidden_size;
+        let attn = format!("{prefix}.self_attn");
+        Ok(Self {
+            layer_norm1: w.layer_norm(&format!("{prefix}.layer_norm1"), d, c.layer_norm_eps)?,
+            q_proj: w.linear(&format!("{attn}.q_proj"), d, d, true)?,
+            k_proj: w.linear(&format!("{attn}.k_proj"), d, d, true)?,
+            v_proj: w.linear(&format!("{attn}.v_proj"), d, d, true)?,
+            out_proj: w.linear(&format!("{attn}.out_proj"), d, d, true)?,
+            layer_norm2: w.layer_norm(&format!("{prefix}.layer_norm2"), d, c.layer_norm_eps)?,
+            fc1: w.linear(&format!("{prefix}.mlp.fc1"), d, c.intermediate_size, true)?,
+            fc2: w.linear(&format!("{prefix}.mlp.fc2"), c.intermediate_size, d, true)?,
+            heads: c.num_attention_heads,
+            quick_gelu: c.hidden_act == "quick_gelu",
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let h = self.layer_norm1.forward(x.clone());
+        let split = |t: Tensor<3>| t.reshape([b, n, self.heads, d / self.heads]).swap_dims(1, 2);
+        let attn = scaled_dot_product_attention(
+            split(self.q_proj.forward(h.clone())),
+            split(self.k_proj.forward(h.clone())),
+            split(self.v_proj.forward(h)),
+            true,
+            DEFAULT_SCORE_BUDGET,
+        );
+        let x = x + self.out_proj.forward(attn.swap_dims(1, 2).reshape([b, n, d]));
+        let h = self.fc1.forward(self.layer_norm2.forward(x.clone()));
+        let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
+        x + self.fc2.forward(h)
+    }
+}
+
+/// The text encoder's outputs.
+pub struct ClipOutput {
+    /// The hidden state the UNet is conditioned on: the last layer's, or with `skip` > 1 an
+    /// earlier layer's, passed through the final layer norm. [B, 77, D]
+    pub hidden: Tensor<3>,
+    /// The returned hidden state at the end-of-text token (transformers' pooler output when
+    /// `skip` is 1). [B, D]
+    pub pooled: Tensor<2>,
+}
+
+#[derive(Module, Debug)]
+pub struct ClipTextModel {
+    token_embedding: Embedding,
+    position_embedding: Tensor<2>,
+    layers: Vec<EncoderLayer>,
+    final_layer_norm: LayerNorm,
+    #[module(skip)]
+    eos_token_id: i64,
+}
+
+impl ClipTextModel {
+    /// Names as transformers 5 saves them; real checkpoints' `text_model.` prefix is accepted too.
+    pub fn load(c: &ClipConfig, w: &mut WeightLoader) -> Result<Self> {
+        w.accept_prefix("text_model.");
+        let d = c.hidden_size;
+        let token_embedding = Embedding { weight: w.param("embeddings.token_embedding.weight", [c.vocab_size, d])? };
+        let position_embedding = w.tensor("embeddings.position_embedding.weight", [c.max_position_embeddings, d])?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| EncoderLayer::load(w, &format!("encoder.layers.{i}"), c))
+            .collect::<Result<Vec<_>>>()?;
+        let final_layer_norm = w.layer_norm("final_layer_norm", d, c.layer_norm_eps)?;
+        // position_ids is a non-persistent buffer in transformers but older checkpoints store it;
+        // a projection head (CLIPTextModelWithProjection) is not used by SD 1.x/2.x.
+        let unused: Vec<String> = w
+            .unused("")
+            .into_iter()
+            .filter(|n| !n.ends_with("embeddings.position_ids") && !n.starts_with("text_projection"))
+            .collect();
+        if !unused.is_empty() {
+            return Err(Error::UnexpectedTensors(unused));
+        }
+        Ok(Self { token_embedding, position_embedding, layers, final_layer_norm, eos_token_id: c.eos_token_id })
+    }
+
+    pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let path = dir.join("config.json");
+        let config = ClipConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
+        let mut source = SafetensorsSource::from_dir(dir)?;
+        Self::load(&config, &mut WeightLoader::new(&mut source, device))
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Encodes `ids` [B, N] (N ≤ 77). `skip` = 1 gives the last layer ("clip skip 1"), 2 the
+    /// penultimate, and so on.
+    pub fn forward(&self, ids: &[Vec<i64>], skip: usize) -> Result<ClipOutput> {
+        let device = self.position_embedding.device();
+        let b = ids.len();
+        let n = ids.first().map(Vec::len).unwrap_or(0);
+        let max = self.position_embedding.dims()[0];
+        if n == 0 || n > max || ids.iter().any(|r| r.len() != n) {
+            return Err(Error::Other(format!("token ids must be {b} rows of equal length 1..={max}")));
+        }
+        if skip == 0 || skip > self.layers.len() {
+            return Err(Error::Other(format!("clip skip must be 1..={}", self.layers.len())));
+        }
+        let flat: Vec<i64> = ids.iter().flatten().copied().collect();
+        let vocab = self.token_embedding.weight.dims()[0] as i64;
+        if let Some(bad) = flat.iter().find(|&&t| t < 0 || t >= vocab) {
+            return Err(Error::Other(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        let id_tensor = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(flat, [b, n]), &device);
+        let mut x = self.token_embedding.forward(id_tensor) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>();
+        for layer in &self.layers[..self.layers.len() + 1 - skip] {
+            x = layer.forward(x);
+        }
+        let hidden = self.final_layer_norm.forward(x);
+        // The pooled token: transformers' rule for `eos_token_id` (see ClipConfig).
+        let positions: Vec<usize> = ids
+            .iter()
+            .map(|row| {
+                if self.eos_token_id == 2 {
+                    let max = *row.iter().max().unwrap();
+                    row.iter().position(|&t| t == max).unwrap()
+                } else {
+                    row.iter().position(|&t| t == self.eos_token_id).unwrap_or(0)
+                }
+            })
+            .collect();
+        let pooled = Tensor::cat(
+            positions.iter().enumerate().map(|(i, &p)| hidden.clone().slice([i..i + 1, p..p + 1]).reshape([1, hidden.dims()[2]])).collect(),
+            0,
+        );
+        Ok(ClipOutput { hidden, pooled })
+    }
+}

@@ -1,0 +1,118 @@
+//! CLIPTextModel against transformers on the fixtures: SD 1.x style (quick_gelu, f16 on disk,
+//! names without prefix, legacy pooling) and SD 2.x style (gelu, `text_model.` prefix, pooling at
+//! the first eos_token_id).
+
+use burn::prelude::*;
+use websd::error::Error;
+use websd::model::clip::{ClipConfig, ClipTextModel};
+use websd::weights::{RandomSource, SafetensorsSource, TensorSource, WeightLoader};
+
+use crate::common::{assert_close, fixtures, parity};
+
+fn check(folder: &str) {
+    let device = Device::flex();
+    let model = ClipTextModel::from_dir(fixtures().join(folder).join("text_encoder"), &device).expect("load text encoder");
+    let reference = parity(&format!("{folder}/text_encoder"));
+    for case in 0..2 {
+        let (ids, shape) = reference.read_i64(&format!("case{case}.input_ids")).unwrap();
+        let rows: Vec<Vec<i64>> = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
+        let last = model.forward(&rows, 1).unwrap();
+        let what = format!("{folder} text_encoder case{case}");
+        assert_close(&format!("{what} last"), last.hidden, &reference, &format!("case{case}.last_hidden_state"), 1e-4);
+        assert_close(&format!("{what} pooled"), last.pooled, &reference, &format!("case{case}.pooled"), 1e-4);
+        let penultimate = model.forward(&rows, 2).unwrap();
+        assert_close(&format!("{what} penultimate"), penultimate.hidden, &reference, &format!("case{case}.penultimate_hidden_state"), 1e-4);
+    }
+}
+
+#[test]
+fn sd1_text_encoder_matches_transformers() {
+    check("sd1");
+}
+
+#[test]
+fn sd2_text_encoder_matches_transformers() {
+    check("sd2");
+}
+
+/// A source that hides, renames or reshapes one tensor of the fixture.
+struct Broken {
+    inner: SafetensorsSource,
+    hide: &'static str,
+    rename_to: Option<&'static str>,
+    reshape: bool,
+}
+
+impl TensorSource for Broken {
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        if Some(name) == self.rename_to {
+            return self.inner.shape(self.hide);
+        }
+        if name == self.hide {
+            return if self.reshape { self.inner.shape(name).map(|mut s| { s[0] += 1; s }) } else { None };
+        }
+        self.inner.shape(name)
+    }
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.names().into_iter().filter(|n| n != self.hide || self.reshape).collect();
+        names.extend(self.rename_to.map(String::from));
+        names
+    }
+    fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> websd::Result<Tensor<1>> {
+        self.inner.load(name, shape, device)
+    }
+}
+
+#[test]
+fn broken_weights_give_named_errors() {
+    let dir = fixtures().join("sd1/text_encoder");
+    let config = ClipConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let device = Device::flex();
+    let name = "encoder.layers.1.mlp.fc1.weight";
+    let load = |rename_to, reshape| {
+        let mut source = Broken { inner: SafetensorsSource::from_dir(&dir).unwrap(), hide: name, rename_to, reshape };
+        ClipTextModel::load(&config, &mut WeightLoader::new(&mut source, &device)).map(|_| ())
+    };
+    assert!(matches!(load(None, false), Err(Error::MissingTensor(n)) if n == name));
+    assert!(matches!(load(Some("encoder.layers.1.mlp.fc1.weight_renamed"), false), Err(Error::MissingTensor(n)) if n == name));
+    match load(None, true) {
+        Err(Error::ShapeMismatch { name: n, expected, found }) => {
+            assert_eq!(n, name);
+            assert_eq!(expected, vec![config.intermediate_size, config.hidden_size]);
+            assert_eq!(found, vec![config.intermediate_size + 1, config.hidden_size]);
+        }
+        other => panic!("expected a shape error, got {:?}", other.err()),
+    }
+    // An extra tensor the config does not explain is reported too.
+    struct Extra(SafetensorsSource);
+    impl TensorSource for Extra {
+        fn shape(&self, name: &str) -> Option<Vec<usize>> {
+            if name == "encoder.layers.9.mlp.fc1.weight" { Some(vec![2, 2]) } else { self.0.shape(name) }
+        }
+        fn names(&self) -> Vec<String> {
+            let mut n = self.0.names();
+            n.push("encoder.layers.9.mlp.fc1.weight".into());
+            n
+        }
+        fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> websd::Result<Tensor<1>> {
+            self.0.load(name, shape, device)
+        }
+    }
+    let mut extra = Extra(SafetensorsSource::from_dir(&dir).unwrap());
+    let err = ClipTextModel::load(&config, &mut WeightLoader::new(&mut extra, &device)).err();
+    assert!(matches!(err, Some(Error::UnexpectedTensors(v)) if v == vec!["encoder.layers.9.mlp.fc1.weight".to_string()]));
+}
+
+/// The real SD 1.x text tower builds and runs with random weights.
+#[test]
+fn sd1_full_size_text_encoder_runs() {
+    let device = Device::flex();
+    let mut source = RandomSource::new();
+    let model = ClipTextModel::load(&ClipConfig::sd1(), &mut WeightLoader::new(&mut source, &device)).unwrap();
+    assert_eq!(source.parameter_count(), 123_060_480, "CLIP ViT-L/14 text tower parameter count");
+    let mut ids = vec![49406, 320, 1125, 539, 320, 2368, 49407];
+    ids.resize(77, 49407);
+    let out = model.forward(&[ids], 1).unwrap();
+    assert_eq!(out.hidden.dims(), [1, 77, 768]);
+    assert!(crate::common::values(out.hidden).iter().all(|v| v.is_finite()));
+}

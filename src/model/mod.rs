@@ -5,6 +5,7 @@ pub mod clip;
 pub mod config;
 pub mod embeddings;
 pub mod resnet;
+pub mod taesd;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vae;

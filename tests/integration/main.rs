@@ -2,5 +2,6 @@
 
 mod clip;
 mod common;
+mod taesd;
 mod unet;
 mod vae;

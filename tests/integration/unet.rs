@@ -5,10 +5,10 @@ use websd::model::config::UNetConfig;
 use websd::model::unet::UNet2DConditionModel;
 use websd::weights::{RandomSource, WeightLoader};
 
-use crate::common::{assert_close, fixtures, parity};
+use crate::common::{assert_close, fixtures, parity, wgpu_device};
 
-fn check_unet(folder: &str) {
-    let device = Device::flex();
+fn check_unet(folder: &str, device: &Device, tag: &str) {
+    let device = device.clone();
     let unet = UNet2DConditionModel::from_dir(fixtures().join(folder).join("unet"), &device).expect("load unet");
     let reference = parity(&format!("{folder}/unet"));
     for case in 0..2 {
@@ -16,19 +16,29 @@ fn check_unet(folder: &str) {
         let t = reference.tensor::<1>(&format!("case{case}.timestep"), &device).unwrap();
         let ctx = reference.tensor::<3>(&format!("case{case}.encoder_hidden_states"), &device).unwrap();
         let out = unet.forward(sample, t, ctx, None).unwrap();
-        assert_close(&format!("{folder} unet case{case}"), out, &reference, &format!("case{case}.out"), 1e-4);
+        assert_close(&format!("{tag} {folder} unet case{case}"), out, &reference, &format!("case{case}.out"), 1e-4);
     }
 }
 
 #[test]
 fn sd1_unet_matches_diffusers() {
-    check_unet("sd1");
+    check_unet("sd1", &Device::flex(), "flex");
 }
 
 /// Linear projections, two transformer layers in one block, f16 weights on disk.
 #[test]
 fn sd2_unet_matches_diffusers() {
-    check_unet("sd2");
+    check_unet("sd2", &Device::flex(), "flex");
+}
+
+#[test]
+fn wgpu_sd1_unet_matches_diffusers() {
+    check_unet("sd1", &wgpu_device(), "wgpu");
+}
+
+#[test]
+fn wgpu_sd2_unet_matches_diffusers() {
+    check_unet("sd2", &wgpu_device(), "wgpu");
 }
 
 /// The real SD 1.5 configuration builds and runs (random weights, small latent).

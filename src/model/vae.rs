@@ -1,9 +1,11 @@
 //! AutoencoderKL: the encoder (image → latent mean/logvar, for img2img) and the decoder
 //! (latents → image), named and wired as diffusers' autoencoder_kl.py / vae.py.
 //!
-//! At 512² the decoder's last blocks hold [1, 128, 512, 512] activations (128 MiB in f32), so the
-//! pipeline decodes one image at a time; 768² (SD 2.x-768) would need tiled decoding to stay within
-//! WebGPU's default 128 MiB binding limit.
+//! Memory at 512² (SD VAE, per image): up_blocks.2's upsampler makes [1, 256, 512, 512], 256 MiB in
+//! f32 (128 MiB in f16), which up_blocks.3.resnets.0 reads; up_blocks.3 then holds [1, 128, 512,
+//! 512], 128 MiB in f32. So `decode` runs one image at a time, and WebGPU's default 128 MiB binding
+//! limit is met at 512² only in f16; f32 at 512², and any dtype at 768² (SD 2.x-768: 576 MiB /
+//! 288 MiB), need tiled decoding of up_blocks.2's upsampler onward (see `decode`).
 
 use std::path::Path;
 
@@ -178,7 +180,17 @@ impl AutoencoderKL {
     }
 
     /// Image [B, 3, H, W] in [-1, 1] → the latent distribution's (mean, logvar), each [B, 4, H/8, W/8].
+    /// One image at a time: the first down block holds [1, 128, H, W] (128 MiB in f32 at 512²).
     pub fn encode(&self, image: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let batch = image.dims()[0];
+        if batch == 1 {
+            return self.encode_one(image);
+        }
+        let (means, logvars) = (0..batch).map(|i| self.encode_one(image.clone().narrow(0, i, 1))).unzip();
+        (Tensor::cat(means, 0), Tensor::cat(logvars, 0))
+    }
+
+    fn encode_one(&self, image: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let e = &self.encoder;
         let mut x = e.conv_in.forward(image);
         for block in &e.down_blocks {
@@ -199,8 +211,18 @@ impl AutoencoderKL {
         (halves.pop().unwrap(), logvar)
     }
 
-    /// Latents [B, 4, h, w] (already divided by `scaling_factor`) → image [B, 3, 8h, 8w].
+    /// Latents [B, 4, h, w] (already divided by `scaling_factor`) → image [B, 3, 8h, 8w], one image
+    /// at a time to bound the largest activation.
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let batch = latents.dims()[0];
+        if batch == 1 {
+            return self.decode_one(latents);
+        }
+        Tensor::cat((0..batch).map(|i| self.decode_one(latents.clone().narrow(0, i, 1))).collect(), 0)
+    }
+
+    /// Tiling point: the last two up blocks are where a tiled decoder would split the image.
+    fn decode_one(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let mut x = match &self.post_quant_conv {
             Some(p) => p.forward(latents),

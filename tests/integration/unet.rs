@@ -86,3 +86,23 @@ fn f16_sd2_unet_matches_diffusers() {
 fn wgpu_f16_sd2_unet_matches_diffusers() {
     check_unet_f16(&wgpu_device(), "wgpu");
 }
+
+/// Distilled layouts (BK-SDM, segmind): no mid block, cross-attention in every level, per-block
+/// layer counts. The parameter count is diffusers' for the same config (0.42.1).
+#[test]
+fn distilled_unet_layouts_build_and_run() {
+    let device = Device::flex();
+    let tiny = r#"{"block_out_channels": [16, 32, 32], "attention_head_dim": [2, 4, 4], "cross_attention_dim": 24,
+        "layers_per_block": [1, 2, 1], "transformer_layers_per_block": [1, 2, 1], "norm_num_groups": 8, "mid_block_type": null,
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]}"#;
+    let mut source = RandomSource::new();
+    let unet = UNet2DConditionModel::load(&UNetConfig::from_json(tiny).unwrap(), &mut WeightLoader::new(&mut source, &device)).unwrap();
+    assert_eq!(source.parameter_count(), 577_988, "diffusers' parameter count for this config");
+    let sample = Tensor::<4>::random([2, 4, 8, 12], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let ctx = Tensor::<3>::random([2, 77, 24], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let out = unet.forward(sample, Tensor::<1>::from_floats([1.0, 700.0], &device), ctx, None).unwrap();
+    assert_eq!(out.dims(), [2, 4, 8, 12]);
+    assert!(crate::common::values(out).iter().all(|x| x.is_finite()));
+}
+

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod image;
 pub mod model;
 pub mod probe;
+pub mod rng;
 pub mod scheduler;
 pub mod weights;
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod gpu;
 pub mod image;
 pub mod model;
+pub mod pipeline;
 pub mod probe;
 pub mod rng;
 pub mod scheduler;

@@ -29,6 +29,9 @@ pub struct UNet2DConditionModel {
     flip_sin_to_cos: bool,
     #[module(skip)]
     freq_shift: f64,
+    /// LCM-distilled UNets take the guidance scale as an embedding of this size.
+    #[module(skip)]
+    pub guidance_embedding_dim: Option<usize>,
 }
 
 impl UNet2DConditionModel {
@@ -114,6 +117,7 @@ impl UNet2DConditionModel {
             time_proj_dim: boc[0],
             flip_sin_to_cos: config.flip_sin_to_cos,
             freq_shift: config.freq_shift,
+            guidance_embedding_dim: config.time_cond_proj_dim,
         })
     }
 

@@ -17,6 +17,8 @@ pub struct Pndm {
     ets: Vec<Tensor<4>>,
     /// The sample at the first step, reused by the repeated second step.
     first_sample: Option<Tensor<4>>,
+    /// Steps taken (img2img starts part-way, and the multistep logic counts its own steps).
+    counter: usize,
 }
 
 impl Pndm {
@@ -47,6 +49,7 @@ impl Pndm {
             prediction: config.prediction()?,
             ets: Vec::new(),
             first_sample: None,
+            counter: 0,
         })
     }
 
@@ -64,7 +67,9 @@ impl Scheduler for Pndm {
         let mut t = self.timesteps[i] as i64;
         let mut prev_t = t - self.step_ratio;
         let mut sample = sample;
-        if i != 1 {
+        let counter = self.counter;
+        self.counter += 1;
+        if counter != 1 {
             if self.ets.len() == 4 {
                 self.ets.remove(0);
             }
@@ -75,10 +80,10 @@ impl Scheduler for Pndm {
         }
         let n = self.ets.len();
         let e = &self.ets;
-        let eps = if n == 1 && i == 0 {
+        let eps = if n == 1 && counter == 0 {
             self.first_sample = Some(sample.clone());
             model_output
-        } else if n == 1 && i == 1 {
+        } else if n == 1 && counter == 1 {
             sample = self.first_sample.take().expect("first sample");
             (model_output + e[0].clone()) / 2.0
         } else if n == 2 {

@@ -2,6 +2,7 @@
 
 mod clip;
 mod common;
+mod pipeline;
 mod scheduler;
 mod taesd;
 mod unet;

@@ -102,12 +102,32 @@ impl Attention {
         head_dim: usize,
         qkv_bias: bool,
     ) -> crate::error::Result<Self> {
+        Self::load_named(w, prefix, Self::NAMES, query_dim, context_dim, heads, head_dim, qkv_bias)
+    }
+
+    /// diffusers' names for the q, k, v and output projections.
+    pub const NAMES: [&'static str; 4] = ["to_q", "to_k", "to_v", "to_out.0"];
+    /// The names older diffusers saved the VAE's attention under (diffusers renames them on load;
+    /// e.g. stabilityai/sd-vae-ft-mse still has them).
+    pub const DEPRECATED_NAMES: [&'static str; 4] = ["query", "key", "value", "proj_attn"];
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_named(
+        w: &mut crate::weights::WeightLoader,
+        prefix: &str,
+        [q, k, v, out]: [&str; 4],
+        query_dim: usize,
+        context_dim: usize,
+        heads: usize,
+        head_dim: usize,
+        qkv_bias: bool,
+    ) -> crate::error::Result<Self> {
         let inner = heads * head_dim;
         Ok(Self {
-            to_q: w.linear(&format!("{prefix}.to_q"), query_dim, inner, qkv_bias)?,
-            to_k: w.linear(&format!("{prefix}.to_k"), context_dim, inner, qkv_bias)?,
-            to_v: w.linear(&format!("{prefix}.to_v"), context_dim, inner, qkv_bias)?,
-            to_out: w.linear(&format!("{prefix}.to_out.0"), inner, query_dim, true)?,
+            to_q: w.linear(&format!("{prefix}.{q}"), query_dim, inner, qkv_bias)?,
+            to_k: w.linear(&format!("{prefix}.{k}"), context_dim, inner, qkv_bias)?,
+            to_v: w.linear(&format!("{prefix}.{v}"), context_dim, inner, qkv_bias)?,
+            to_out: w.linear(&format!("{prefix}.{out}"), inner, query_dim, true)?,
             heads,
         })
     }

@@ -104,6 +104,58 @@ pub struct UNetConfig {
     pub other: serde_json::Map<String, Value>,
 }
 
+/// Keys of diffusers' UNet2DConditionModel that we do not implement, each with the values that
+/// mean "off" (the computation is then the one we implement).
+const UNET_OFF_VALUES: &[(&str, &[&str])] = &[
+    ("class_embed_type", &["null"]),
+    ("num_class_embeds", &["null"]),
+    ("addition_embed_type", &["null"]),
+    ("encoder_hid_dim", &["null"]),
+    ("encoder_hid_dim_type", &["null"]),
+    ("time_embedding_type", &["\"positional\""]),
+    ("time_embedding_dim", &["null"]),
+    ("time_embedding_act_fn", &["null"]),
+    ("timestep_post_act", &["null"]),
+    ("resnet_time_scale_shift", &["\"default\""]),
+    ("resnet_skip_time_act", &["false"]),
+    ("resnet_out_scale_factor", &["1", "1.0"]),
+    ("only_cross_attention", &["false"]),
+    ("mid_block_only_cross_attention", &["null", "false"]),
+    ("dual_cross_attention", &["false"]),
+    ("center_input_sample", &["false"]),
+    ("class_embeddings_concat", &["false"]),
+    ("attention_type", &["\"default\""]),
+    ("cross_attention_norm", &["null"]),
+    ("reverse_transformer_layers_per_block", &["null"]),
+];
+
+/// Keys that do not change the computation: metadata, training-only settings, and settings read
+/// only together with an embedding that UNET_OFF_VALUES already requires to be off.
+const UNET_IGNORED: &[&str] = &[
+    "sample_size",
+    "dropout",
+    "addition_time_embed_dim",
+    "addition_embed_type_num_heads",
+    "projection_class_embeddings_input_dim",
+];
+
+/// Whether a config key we do not model leaves the computation as we implement it. Unknown keys
+/// are refused unless null: a newer diffusers option must not be silently ignored.
+fn unet_key_is_harmless(key: &str, value: &Value) -> bool {
+    if key.starts_with('_') || UNET_IGNORED.contains(&key) {
+        return true;
+    }
+    let off = |v: &Value| match UNET_OFF_VALUES.iter().find(|(k, _)| *k == key) {
+        Some((_, values)) => values.contains(&v.to_string().as_str()),
+        None => v.is_null(),
+    };
+    match value {
+        // Per-block lists (only_cross_attention may be one): every entry must be off.
+        Value::Array(items) => items.iter().all(off),
+        v => off(v),
+    }
+}
+
 fn four() -> usize {
     4
 }
@@ -121,29 +173,8 @@ impl UNetConfig {
     /// Refuses configs whose meaning we would get wrong.
     pub fn check(&self) -> Result<()> {
         let unsupported = |m: String| Err(Error::UnsupportedConfig(format!("UNet: {m}")));
-        for (key, allowed) in [
-            ("class_embed_type", None),
-            ("num_class_embeds", None),
-            ("addition_embed_type", None),
-            ("encoder_hid_dim", None),
-            ("time_embedding_type", Some("positional")),
-            ("resnet_time_scale_shift", Some("default")),
-            ("only_cross_attention", Some("false")),
-            ("dual_cross_attention", Some("false")),
-            ("center_input_sample", Some("false")),
-            ("class_embeddings_concat", Some("false")),
-            ("attention_type", Some("default")),
-        ] {
-            let Some(value) = self.other.get(key) else { continue };
-            let ok = match (value, allowed) {
-                (Value::Null, _) => true,
-                (Value::Bool(b), Some(a)) => b.to_string() == a,
-                (Value::String(s), Some(a)) => s == a,
-                _ => false,
-            };
-            if !ok {
-                return unsupported(format!("`{key}` = {value} is not supported"));
-            }
+        if let Some((key, value)) = self.other.iter().find(|(k, v)| !unet_key_is_harmless(k, v)) {
+            return unsupported(format!("`{key}` = {value} is not supported"));
         }
         if self.act_fn != "silu" {
             return unsupported(format!("act_fn `{}` is not supported (only silu)", self.act_fn));
@@ -255,6 +286,11 @@ pub struct VaeConfig {
     pub down_block_types: Vec<String>,
     #[serde(default)]
     pub up_block_types: Vec<String>,
+    /// The VAE overflows in f16 (true for the SD 1.x/2.x VAE): the pipeline should decode in f32.
+    #[serde(default = "yes")]
+    pub force_upcast: bool,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 fn default_scaling() -> f64 {
@@ -275,6 +311,14 @@ impl VaeConfig {
         }
         if config.shift_factor.is_some_and(|s| s != 0.0) {
             return bad("shift_factor (SD3/Flux VAEs) is not supported".into());
+        }
+        let n = config.block_out_channels.len();
+        if n == 0 || [&config.down_block_types, &config.up_block_types].iter().any(|t| !t.is_empty() && t.len() != n) {
+            return bad(format!("{n} block_out_channels but {} down and {} up block types", config.down_block_types.len(), config.up_block_types.len()));
+        }
+        // sample_size is metadata; latents_mean/std (SDXL-style latent normalisation) must be absent.
+        if let Some((key, value)) = config.other.iter().find(|(k, v)| !(k.starts_with('_') || *k == "sample_size" || v.is_null())) {
+            return bad(format!("`{key}` = {value} is not supported"));
         }
         Ok(config)
     }
@@ -305,9 +349,48 @@ mod tests {
     fn refuses_what_it_cannot_compute() {
         let with = |extra: &str| UNetConfig::from_json(&SD15_UNET.replacen('{', &format!("{{{extra},"), 1));
         assert!(with(r#""class_embed_type": null"#).is_ok());
-        for bad in [r#""num_class_embeds": 10"#, r#""addition_embed_type": "text_time""#, r#""only_cross_attention": true"#] {
+        assert!(with(r#""only_cross_attention": [false, false, false, false]"#).is_ok());
+        assert!(with(r#""resnet_out_scale_factor": 1.0, "dropout": 0.1, "_name_or_path": "x""#).is_ok());
+        for bad in [
+            r#""num_class_embeds": 10"#,
+            r#""addition_embed_type": "text_time""#,
+            r#""only_cross_attention": true"#,
+            r#""only_cross_attention": [false, true, false, false]"#,
+            r#""time_embedding_act_fn": "silu""#,
+            r#""resnet_out_scale_factor": 2.0"#,
+            r#""some_future_option": 3"#,
+        ] {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("not supported"), "{bad}: {err}");
         }
+    }
+
+    /// SD 2.x style per-block lists, with up blocks using them reversed in diffusers.
+    #[test]
+    fn per_block_values_expand() {
+        let c = UNetConfig::from_json(
+            r#"{"block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": [1, 2],
+            "transformer_layers_per_block": [2, 1], "attention_head_dim": [2, 4], "cross_attention_dim": 16}"#,
+        )
+        .unwrap();
+        assert_eq!(c.heads().unwrap(), vec![2, 4]);
+        assert_eq!(c.layers().unwrap(), vec![1, 2]);
+        assert_eq!(c.transformer_layers().unwrap(), vec![2, 1]);
+        assert_eq!(c.cross_dims().unwrap(), vec![16, 16]);
+        // num_attention_heads, when given, wins over the legacy attention_head_dim.
+        let with_heads = UNetConfig::from_json(&SD15_UNET.replacen('{', r#"{"num_attention_heads": [2, 4, 8, 8],"#, 1)).unwrap();
+        assert_eq!(with_heads.heads().unwrap(), vec![2, 4, 8, 8]);
+        let err = UNetConfig::from_json(&SD15_UNET.replacen('{', r#"{"transformer_layers_per_block": [1, 2],"#, 1)).unwrap_err();
+        assert!(err.to_string().contains("transformer_layers_per_block"), "{err}");
+    }
+
+    #[test]
+    fn vae_config_refuses_other_latent_spaces() {
+        assert!(VaeConfig::sd().force_upcast);
+        let sd = r#"{"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2"#;
+        assert!(VaeConfig::from_json(&format!(r#"{sd}, "latents_mean": null, "sample_size": 512}}"#)).is_ok());
+        let err = VaeConfig::from_json(&format!(r#"{sd}, "latents_mean": [0.1, 0.2, 0.3, 0.4]}}"#)).unwrap_err();
+        assert!(err.to_string().contains("latents_mean"), "{err}");
     }
 }

@@ -51,6 +51,8 @@ struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
+    /// `upcast_attention` (SD 2.x) needs nothing here: our attention always computes the scores
+    /// and the softmax in f32, which is what the flag asks for.
     fn load(w: &mut WeightLoader, prefix: &str, dim: usize, heads: usize, context_dim: usize) -> Result<Self> {
         let head_dim = dim / heads;
         Ok(Self {

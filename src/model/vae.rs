@@ -20,7 +20,8 @@ use crate::weights::{SafetensorsSource, WeightLoader};
 
 const EPS: f64 = 1e-6;
 
-/// The VAE's single-head spatial self-attention with its own GroupNorm and a residual.
+/// The VAE's single-head spatial self-attention with its own GroupNorm and a residual (diffusers'
+/// `Attention` with `norm_num_groups`, `residual_connection=True`, heads = channels / channels).
 #[derive(Module, Debug)]
 struct SpatialAttention {
     group_norm: GroupNorm,
@@ -31,7 +32,10 @@ impl SpatialAttention {
     fn load(w: &mut WeightLoader, prefix: &str, channels: usize, groups: usize) -> Result<Self> {
         Ok(Self {
             group_norm: w.group_norm(&format!("{prefix}.group_norm"), groups, channels, EPS)?,
-            attention: Attention::load(w, prefix, channels, channels, 1, channels, true)?,
+            attention: {
+                let names = if w.has(&format!("{prefix}.query.weight")) { Attention::DEPRECATED_NAMES } else { Attention::NAMES };
+                Attention::load_named(w, prefix, names, channels, channels, 1, channels, true)?
+            },
         })
     }
 

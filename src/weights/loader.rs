@@ -140,6 +140,11 @@ impl<'a> WeightLoader<'a> {
         Ok(norm)
     }
 
+    /// Whether the source holds tensor `name` (to choose between alternative checkpoint layouts).
+    pub fn has(&self, name: &str) -> bool {
+        self.source.shape(name).is_some()
+    }
+
     /// Names of the source's tensors under `prefix` (empty: all) that no module used.
     pub fn unused(&self, prefix: &str) -> Vec<String> {
         self.source

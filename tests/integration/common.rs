@@ -37,3 +37,15 @@ pub fn assert_close<const D: usize>(what: &str, out: Tensor<D>, reference: &Safe
     assert!(err <= tol, "{what}: relative error {err:.2e} > {tol:.0e}");
     err
 }
+
+/// The native wgpu device (Vulkan; lavapipe on machines without a GPU), opened once per test run.
+pub fn wgpu_device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let (device, info) = pollster::block_on(websd::gpu::open_gpu()).expect("a Vulkan adapter (apt-get install mesa-vulkan-drivers)");
+            println!("wgpu adapter: {} ({}, {})", info.adapter, info.backend, info.driver);
+            device
+        })
+        .clone()
+}

@@ -2,6 +2,7 @@
 
 mod clip;
 mod common;
+mod parity;
 mod taesd;
 mod unet;
 mod vae;

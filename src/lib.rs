@@ -11,6 +11,8 @@ pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;
 pub mod probe;
+pub mod rng;
+pub mod scheduler;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

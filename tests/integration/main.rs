@@ -3,6 +3,7 @@
 mod clip;
 mod common;
 mod parity;
+mod scheduler;
 mod taesd;
 mod unet;
 mod vae;

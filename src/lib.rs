@@ -8,6 +8,8 @@ pub mod error;
 pub mod gpu;
 pub mod image;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parity;
 pub mod pipeline;
 pub mod probe;
 pub mod rng;

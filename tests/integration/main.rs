@@ -2,6 +2,7 @@
 
 mod clip;
 mod common;
+mod parity;
 mod pipeline;
 mod scheduler;
 mod taesd;

@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use crate::error::{Error, Result};
 use crate::model::clip::ClipTextModel;
@@ -25,6 +26,9 @@ pub struct StableDiffusion {
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
     pub device: Device,
+    /// The UNet's and text encoder's parameter dtype (f16 where the device has shader-f16).
+    /// The VAE always runs in f32: SD's VAE overflows f16 (diffusers' `force_upcast`).
+    pub dtype: FloatDType,
 }
 
 /// Which decoder turns latents into pixels.
@@ -133,7 +137,7 @@ impl StableDiffusion {
         } else {
             cond.repeat_dim(0, b)
         };
-        let guidance_emb = lcm_guidance.map(|d| guidance_embedding(req.guidance, d, b, &device));
+        let guidance_emb = lcm_guidance.map(|d| guidance_embedding(req.guidance, d, b, &device).cast(self.dtype));
 
         let mut scheduler = req.scheduler.build(&self.scheduler_config, req.steps)?;
         let n = scheduler.timesteps().len();
@@ -165,9 +169,9 @@ impl StableDiffusion {
             let t = scheduler.timesteps()[i];
             let input = scheduler.scale_model_input(latents.clone(), i);
             let copies = if cfg { 2 } else { 1 };
-            let input = if cfg { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+            let input = if cfg { Tensor::cat(vec![input.clone(), input], 0) } else { input }.cast(self.dtype);
             let timesteps = Tensor::<1>::full([b * copies], t as f32, &device);
-            let out = self.unet.forward(input, timesteps, context.clone(), guidance_emb.clone())?;
+            let out = self.unet.forward(input, timesteps, context.clone(), guidance_emb.clone())?.cast(FloatDType::F32);
             let prediction = if cfg {
                 let mut halves = out.chunk(2, 0);
                 let cond = halves.pop().unwrap();
@@ -226,6 +230,7 @@ impl StableDiffusion {
             pad_token: pad_token(dir, &text_config),
             scheduler_config,
             device: device.clone(),
+            dtype: FloatDType::F32,
         })
     }
 }

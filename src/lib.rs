@@ -7,6 +7,7 @@
 pub mod error;
 pub mod gpu;
 pub mod image;
+pub mod memory;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;

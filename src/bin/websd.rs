@@ -7,6 +7,7 @@ fn main() {
         Some("probe") => cli::probe(&args[1..]),
         Some("gpu-info") => cli::gpu_info(),
         Some("parity") => cli::parity(&args[1..]),
+        Some("memory") => cli::memory(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -31,7 +32,9 @@ mod cli {
   parity DIR [--device flex|wgpu] [--dtype f32|f16]
                                run every component fixture under DIR (config.json + weights +
                                parity.safetensors) and compare with its reference outputs;
-                               fails when an f32 relative error exceeds 1e-4 (f16 is reported)";
+                               fails when an f32 relative error exceeds 1e-4 (f16 is reported)
+  memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
+                               the largest GPU buffers of one generation, from the configs";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -83,6 +86,30 @@ mod cli {
         let failed = rows.iter().filter(|r| r.is_failure()).count();
         if failed > 0 {
             return Err(format!("{failed} of {} parity rows failed", rows.len()));
+        }
+        Ok(())
+    }
+
+    /// The value after `flag`, or `default`.
+    fn opt<'a>(args: &'a [String], flag: &str, default: &'a str) -> &'a str {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or(default)
+    }
+
+    pub fn memory(args: &[String]) -> Result<(), String> {
+        use websd::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+        let (unet, clip) = match opt(args, "--model", "sd15") {
+            "sd15" => (UNetConfig::sd15(), ClipConfig::sd1()),
+            "sd21" => (UNetConfig::sd21(), ClipConfig::sd2()),
+            other => return Err(format!("unknown model {other:?}: sd15 or sd21")),
+        };
+        let size: usize = opt(args, "--size", "512").parse().map_err(|_| "--size must be a number")?;
+        let batch: u64 = opt(args, "--batch", "2").parse().map_err(|_| "--batch must be a number")?;
+        let bytes = if opt(args, "--dtype", "f32") == "f16" { 2 } else { 4 };
+        let buffers = websd::memory::largest_buffers(&unet, &VaeConfig::sd(), &clip, size, batch, bytes).map_err(|e| e.to_string())?;
+        println!("{:>10}  {:<6}  buffer", "MiB", "≤128?");
+        for b in buffers {
+            let mib = b.bytes as f64 / (1 << 20) as f64;
+            println!("{mib:>10.1}  {:<6}  {}", if b.bytes <= 128 << 20 { "yes" } else { "NO" }, b.what);
         }
         Ok(())
     }

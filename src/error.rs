@@ -31,6 +31,9 @@ pub enum Error {
     /// A generated image is unusable (NaN values, a flat colour); says which and why.
     #[error("bad image: {0}")]
     BadImage(String),
+    /// The user cancelled the generation.
+    #[error("cancelled")]
+    Cancelled,
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),

@@ -7,8 +7,14 @@
 pub mod error;
 pub mod gpu;
 pub mod image;
+pub mod memory;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parity;
+pub mod pipeline;
 pub mod probe;
+pub mod rng;
+pub mod scheduler;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

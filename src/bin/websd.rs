@@ -6,6 +6,8 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("probe") => cli::probe(&args[1..]),
         Some("gpu-info") => cli::gpu_info(),
+        Some("parity") => cli::parity(&args[1..]),
+        Some("memory") => cli::memory(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -26,7 +28,13 @@ mod cli {
 
     pub const USAGE: &str = "usage: websd <command>
   probe [--device flex|wgpu]   print the probe computation's values as JSON
-  gpu-info                     print the GPU adapter wgpu opens, as JSON";
+  gpu-info                     print the GPU adapter wgpu opens, as JSON
+  parity DIR [--device flex|wgpu] [--dtype f32|f16]
+                               run every component fixture under DIR (config.json + weights +
+                               parity.safetensors) and compare with its reference outputs;
+                               fails when an f32 relative error exceeds 1e-4 (f16 is reported)
+  memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
+                               the largest GPU buffers of one generation, from the configs";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -46,6 +54,63 @@ mod cli {
     pub fn gpu_info() -> Result<(), String> {
         let (_, info) = pollster::block_on(websd::gpu::open_gpu())?;
         println!("{}", serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// `--dtype f32|f16` (default f32).
+    fn dtype_arg(args: &[String]) -> Result<burn::tensor::FloatDType, String> {
+        match args.iter().position(|a| a == "--dtype").map(|i| args.get(i + 1).map(String::as_str)) {
+            None | Some(Some("f32")) => Ok(burn::tensor::FloatDType::F32),
+            Some(Some("f16")) => Ok(burn::tensor::FloatDType::F16),
+            Some(other) => Err(format!("unknown --dtype {other:?}: use f32 or f16")),
+        }
+    }
+
+    pub fn parity(args: &[String]) -> Result<(), String> {
+        let dir = match args.first() {
+            Some(d) if !d.starts_with("--") => std::path::PathBuf::from(d),
+            _ => return Err(format!("parity needs a fixture folder\n{USAGE}")),
+        };
+        let dtype = dtype_arg(args)?;
+        let mut device = device_arg(args)?;
+        if !device.supports_dtype(dtype) {
+            return Err(format!("the device does not support {dtype:?}"));
+        }
+        // Every tensor made from here on (inputs, masks) defaults to the model's dtype.
+        device.configure(dtype).map_err(|e| format!("configuring the device for {dtype:?}: {e:?}"))?;
+        let rows = websd::parity::run(&dir, &device, dtype).map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            return Err(format!("no component fixtures (config.json + parity.safetensors) under {}", dir.display()));
+        }
+        print!("{}", websd::parity::table(&rows));
+        let failed = rows.iter().filter(|r| r.is_failure()).count();
+        if failed > 0 {
+            return Err(format!("{failed} of {} parity rows failed", rows.len()));
+        }
+        Ok(())
+    }
+
+    /// The value after `flag`, or `default`.
+    fn opt<'a>(args: &'a [String], flag: &str, default: &'a str) -> &'a str {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or(default)
+    }
+
+    pub fn memory(args: &[String]) -> Result<(), String> {
+        use websd::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+        let (unet, clip) = match opt(args, "--model", "sd15") {
+            "sd15" => (UNetConfig::sd15(), ClipConfig::sd1()),
+            "sd21" => (UNetConfig::sd21(), ClipConfig::sd2()),
+            other => return Err(format!("unknown model {other:?}: sd15 or sd21")),
+        };
+        let size: usize = opt(args, "--size", "512").parse().map_err(|_| "--size must be a number")?;
+        let batch: u64 = opt(args, "--batch", "2").parse().map_err(|_| "--batch must be a number")?;
+        let bytes = if opt(args, "--dtype", "f32") == "f16" { 2 } else { 4 };
+        let buffers = websd::memory::largest_buffers(&unet, &VaeConfig::sd(), &clip, size, batch, bytes).map_err(|e| e.to_string())?;
+        println!("{:>10}  {:<6}  buffer", "MiB", "≤128?");
+        for b in buffers {
+            let mib = b.bytes as f64 / (1 << 20) as f64;
+            println!("{mib:>10.1}  {:<6}  {}", if b.bytes <= 128 << 20 { "yes" } else { "NO" }, b.what);
+        }
         Ok(())
     }
 }

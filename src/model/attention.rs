@@ -51,7 +51,8 @@ fn causal_bias(start: usize, len: usize, sk: usize, device: &Device) -> Tensor<2
             values[i * sk + j] = f32::NEG_INFINITY;
         }
     }
-    Tensor::from_data(burn::tensor::TensorData::new(values, [len, sk]), device)
+    // Explicitly f32: the scores are f32 even when the device defaults to f16.
+    Tensor::from_data(burn::tensor::TensorData::new(values, [len, sk]), (device, burn::tensor::DType::F32))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub fn timestep_embedding(timesteps: Tensor<1>, dim: usize, flip_sin_to_cos: boo
             (exponent / (half as f32 - freq_shift as f32)).exp()
         })
         .collect();
-    let freqs = Tensor::<1>::from_data(TensorData::new(freqs, [half]), &device);
+    // Explicitly f32 (the device may default to f16): torch computes the frequencies in f32.
+    let freqs = Tensor::<1>::from_data(TensorData::new(freqs, [half]), (&device, burn::tensor::DType::F32));
     let args = timesteps.cast(burn::tensor::FloatDType::F32).unsqueeze_dim::<2>(1) * freqs.unsqueeze_dim::<2>(0);
     let (sin, cos) = (args.clone().sin(), args.cos());
     Ok(if flip_sin_to_cos { Tensor::cat(vec![cos, sin], 1) } else { Tensor::cat(vec![sin, cos], 1) })

@@ -113,6 +113,15 @@ impl Upsample2D {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.conv.forward(upsample_nearest_2x(x))
     }
+
+    /// Upsamples to `[h, w]` (2× or 2×−1 per side, when the matching down level had an odd size):
+    /// repeat-then-crop equals torch's nearest interpolation for those sizes.
+    pub fn forward_to(&self, x: Tensor<4>, [h, w]: [usize; 2]) -> Tensor<4> {
+        let up = upsample_nearest_2x(x);
+        let [b, c, uh, uw] = up.dims();
+        let up = if (uh, uw) == (h, w) { up } else { up.slice([0..b, 0..c, 0..h, 0..w]) };
+        self.conv.forward(up)
+    }
 }
 
 pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {

@@ -29,8 +29,9 @@ pub struct UNet2DConditionModel {
     flip_sin_to_cos: bool,
     #[module(skip)]
     freq_shift: f64,
+    /// LCM-distilled UNets take the guidance scale as an embedding of this size.
     #[module(skip)]
-    levels: usize,
+    pub guidance_embedding_dim: Option<usize>,
 }
 
 impl UNet2DConditionModel {
@@ -116,7 +117,7 @@ impl UNet2DConditionModel {
             time_proj_dim: boc[0],
             flip_sin_to_cos: config.flip_sin_to_cos,
             freq_shift: config.freq_shift,
-            levels: n,
+            guidance_embedding_dim: config.time_cond_proj_dim,
         })
     }
 
@@ -129,19 +130,9 @@ impl UNet2DConditionModel {
         Self::load(&config, &mut WeightLoader::new(&mut source, device))
     }
 
-    /// Latent sizes must divide by this (each down level halves them).
-    pub fn size_multiple(&self) -> usize {
-        1 << (self.levels - 1)
-    }
-
     /// Predicts noise (or v) for `sample` [B, C, h, w] at `timesteps` [B] given the text
     /// conditioning [B, 77·k, D]. `guidance_embedding` [B, d] feeds LCM-distilled UNets.
     pub fn forward(&self, sample: Tensor<4>, timesteps: Tensor<1>, context: Tensor<3>, guidance_embedding: Option<Tensor<2>>) -> Result<Tensor<4>> {
-        let [_, _, h, w] = sample.dims();
-        let m = self.size_multiple();
-        if h % m != 0 || w % m != 0 {
-            return Err(Error::Other(format!("latent size {h}×{w} must be a multiple of {m} (image size a multiple of {})", m * 8)));
-        }
         let t = timestep_embedding(timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
         let temb = self.time_embedding.forward(t, guidance_embedding);
 

@@ -303,9 +303,14 @@ impl UpBlock {
                 x = attn.forward(x, context);
             }
         }
-        match &self.upsampler {
-            Some(up) => up.forward(x),
-            None => x,
+        match (&self.upsampler, skips.last()) {
+            // Upsample to the size of the skip the next block consumes.
+            (Some(up), Some(next)) => {
+                let [_, _, h, w] = next.dims();
+                up.forward_to(x, [h, w])
+            }
+            (Some(up), None) => up.forward(x),
+            (None, _) => x,
         }
     }
 }

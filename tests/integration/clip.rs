@@ -116,3 +116,36 @@ fn sd1_full_size_text_encoder_runs() {
     assert_eq!(out.hidden.dims(), [1, 77, 768]);
     assert!(crate::common::values(out.hidden).iter().all(|v| v.is_finite()));
 }
+
+/// SD 2.x's checkpoint carries the `text_model.` prefix: errors name the stored tensor.
+#[test]
+fn prefixed_weights_report_the_stored_name() {
+    let dir = fixtures().join("sd2/text_encoder");
+    let config = ClipConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let device = Device::flex();
+    let stored = "text_model.final_layer_norm.bias";
+    let mut source = Broken { inner: SafetensorsSource::from_dir(&dir).unwrap(), hide: stored, rename_to: None, reshape: true };
+    match ClipTextModel::load(&config, &mut WeightLoader::new(&mut source, &device)) {
+        Err(Error::ShapeMismatch { name, expected, found }) => {
+            assert_eq!(name, stored);
+            assert_eq!((expected, found), (vec![config.hidden_size], vec![config.hidden_size + 1]));
+        }
+        other => panic!("expected a shape error, got {:?}", other.err()),
+    }
+}
+
+/// The SD 2.x / SD-Turbo text tower (OpenCLIP ViT-H, 23 layers, gelu) builds and runs, with clip
+/// skip 2 as SD 2.x uses it.
+#[test]
+fn sd2_full_size_text_encoder_runs() {
+    let device = Device::flex();
+    let mut source = RandomSource::new();
+    let model = ClipTextModel::load(&ClipConfig::sd2(), &mut WeightLoader::new(&mut source, &device)).unwrap();
+    assert_eq!(source.parameter_count(), 340_387_840, "OpenCLIP ViT-H text tower (23 layers) parameter count");
+    assert_eq!(model.layer_count(), 23);
+    let ids = vec![49406, 320, 1125, 539, 49407, 0, 0, 0];
+    let out = model.forward(&[ids], 2).unwrap();
+    assert_eq!(out.hidden.dims(), [1, 8, 1024]);
+    assert_eq!(out.pooled.dims(), [1, 1024]);
+    assert!(crate::common::values(out.hidden).iter().all(|v| v.is_finite()));
+}

@@ -2,6 +2,9 @@
 
 mod clip;
 mod common;
+mod parity;
+mod pipeline;
+mod scheduler;
 mod taesd;
 mod unet;
 mod vae;

@@ -17,3 +17,20 @@ fn taesd_matches_diffusers() {
         assert_close(&format!("taesd case{case} decode"), taesd.decode(latents), &reference, &format!("case{case}.decoded"), 1e-4);
     }
 }
+
+/// madebyollin/taesd's full configuration builds and runs (random weights): 8× down and up.
+#[test]
+fn full_size_taesd_runs() {
+    use websd::model::taesd::TaesdConfig;
+    use websd::weights::{RandomSource, WeightLoader};
+    let device = Device::flex();
+    let mut source = RandomSource::new();
+    let taesd = Taesd::load(&TaesdConfig::sd(), &mut WeightLoader::new(&mut source, &device)).unwrap();
+    assert_eq!(source.parameter_count(), 1_222_532 + 1_222_531, "AutoencoderTiny() parameter count");
+    let latents = Tensor::<4>::random([1, 4, 8, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let image = taesd.decode(latents);
+    assert_eq!(image.dims(), [1, 3, 64, 64]);
+    let latents = taesd.encode(image);
+    assert_eq!(latents.dims(), [1, 4, 8, 8]);
+    assert!(crate::common::values(latents).iter().all(|v| v.is_finite()));
+}

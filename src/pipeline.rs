@@ -1,0 +1,251 @@
+//! Text-to-image and image-to-image: text conditioning, the sampler loop with classifier-free
+//! guidance, progress and cancel between steps, and decoding. Async so that the browser worker can
+//! yield between steps (to hear "cancel" and to show previews); native callers block on it.
+
+use std::future::Future;
+
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+
+use crate::error::{Error, Result};
+use crate::model::clip::ClipTextModel;
+use crate::model::taesd::Taesd;
+use crate::model::unet::UNet2DConditionModel;
+use crate::model::vae::AutoencoderKL;
+use crate::scheduler::{SchedulerConfig, SchedulerKind};
+
+/// The networks of one model, on one device.
+pub struct StableDiffusion {
+    pub text_encoder: ClipTextModel,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    pub taesd: Option<Taesd>,
+    pub scheduler_config: SchedulerConfig,
+    /// The sampler the model's scheduler_config.json names (when we have it).
+    pub default_scheduler: SchedulerKind,
+    /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
+    pub pad_token: i64,
+    pub device: Device,
+    /// The UNet's and text encoder's parameter dtype (f16 where the device has shader-f16).
+    /// The VAE always runs in f32: SD's VAE overflows f16 (diffusers' `force_upcast`).
+    pub dtype: FloatDType,
+}
+
+/// Which decoder turns latents into pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decoder {
+    Vae,
+    Taesd,
+}
+
+/// One generation request, with prompts already tokenized into 77-id chunks.
+pub struct Request {
+    pub prompt: Vec<Vec<i64>>,
+    pub negative_prompt: Vec<Vec<i64>>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub width: usize,
+    pub height: usize,
+    pub scheduler: SchedulerKind,
+    pub batch: usize,
+    /// How many of the text encoder's last layers to skip (1: use the last).
+    pub clip_skip: usize,
+    /// img2img: the input image [1, 3, H, W] in [-1, 1] and how much of it to repaint (0..=1).
+    pub init_image: Option<Tensor<4>>,
+    pub strength: f64,
+    pub decoder: Decoder,
+}
+
+/// Where the pipeline's randomness comes from. Streams: 0 the initial latents, 1 the img2img
+/// noise, 2 the VAE encoder's sample, 100 + i the sampler's noise at step i.
+pub trait NoiseSource {
+    fn noise(&mut self, stream: u64, batch: usize, shape: [usize; 3], device: &Device) -> Result<Tensor<4>>;
+}
+
+pub const STREAM_LATENTS: u64 = 0;
+pub const STREAM_IMG2IMG: u64 = 1;
+pub const STREAM_ENCODER: u64 = 2;
+pub const STREAM_STEP: u64 = 100;
+
+/// The seeded noise users get: image b of the batch uses seed + b.
+pub struct SeededNoise(pub u64);
+
+impl NoiseSource for SeededNoise {
+    fn noise(&mut self, stream: u64, batch: usize, shape: [usize; 3], device: &Device) -> Result<Tensor<4>> {
+        Ok(crate::rng::batch_noise(self.0, stream, batch, shape, device))
+    }
+}
+
+/// Sinusoidal embedding of the guidance scale for LCM-distilled UNets (diffusers'
+/// `get_guidance_scale_embedding` of w = guidance − 1, scaled by 1000).
+fn guidance_embedding(guidance: f64, dim: usize, batch: usize, device: &Device) -> Tensor<2> {
+    let half = dim / 2;
+    let w = (guidance - 1.0) as f32 * 1000.0;
+    let step = 10000f32.ln() / (half as f32 - 1.0);
+    let mut row: Vec<f32> = (0..half).map(|i| (w * (-(i as f32) * step).exp()).sin()).collect();
+    row.extend((0..half).map(|i| (w * (-(i as f32) * step).exp()).cos()));
+    row.resize(dim, 0.0);
+    let values: Vec<f32> = (0..batch).flat_map(|_| row.iter().copied()).collect();
+    Tensor::from_data(burn::tensor::TensorData::new(values, [batch, dim]), device)
+}
+
+impl StableDiffusion {
+    /// Encodes 77-id chunks and joins them along the sequence ([1, 77·k, D]).
+    pub fn encode_prompt(&self, chunks: &[Vec<i64>], clip_skip: usize) -> Result<Tensor<3>> {
+        let parts = chunks.iter().map(|c| Ok(self.text_encoder.forward(std::slice::from_ref(c), clip_skip)?.hidden)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(parts, 1))
+    }
+
+    /// An empty prompt's chunk: BOS, EOS, padding (what an absent negative prompt encodes).
+    pub fn empty_chunk(&self) -> Vec<i64> {
+        let mut ids = vec![49406, 49407];
+        ids.resize(77, self.pad_token);
+        ids
+    }
+
+    /// Runs the request; `on_step(done, total, denoised)` is awaited after every step and stops
+    /// the run (with `Error::Cancelled`) when it returns false. Returns the decoded images
+    /// [B, 3, H, W] in about [-1, 1].
+    pub async fn generate<F, Fut>(&self, req: &Request, noise: &mut dyn NoiseSource, mut on_step: F) -> Result<Tensor<4>>
+    where
+        F: FnMut(usize, usize, Tensor<4>) -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        if req.width % 8 != 0 || req.height % 8 != 0 || req.width == 0 || req.height == 0 {
+            return Err(Error::Other(format!("width and height must be positive multiples of 8, not {}×{}", req.width, req.height)));
+        }
+        if req.batch == 0 || req.prompt.is_empty() {
+            return Err(Error::Other("nothing to generate: empty batch or prompt".into()));
+        }
+        let device = self.device.clone();
+        let b = req.batch;
+        let (h, w) = (req.height / 8, req.width / 8);
+        let lcm_guidance = self.unet.guidance_embedding_dim;
+        let cfg = req.guidance > 1.0 && lcm_guidance.is_none();
+
+        // Conditioning: prompt and negative prompt padded to the same number of chunks.
+        let chunks = req.prompt.len().max(if cfg { req.negative_prompt.len() } else { 0 });
+        let pad = |c: &[Vec<i64>]| {
+            let mut c = c.to_vec();
+            c.resize(chunks, self.empty_chunk());
+            c
+        };
+        let cond = self.encode_prompt(&pad(&req.prompt), req.clip_skip)?;
+        let context = if cfg {
+            let uncond = self.encode_prompt(&pad(&req.negative_prompt), req.clip_skip)?;
+            Tensor::cat(vec![uncond.repeat_dim(0, b), cond.repeat_dim(0, b)], 0)
+        } else {
+            cond.repeat_dim(0, b)
+        };
+        let guidance_emb = lcm_guidance.map(|d| guidance_embedding(req.guidance, d, b, &device).cast(self.dtype));
+
+        let mut scheduler = req.scheduler.build(&self.scheduler_config, req.steps)?;
+        let n = scheduler.timesteps().len();
+        let initial = noise.noise(STREAM_LATENTS, b, [4, h, w], &device)?;
+        let (start, mut latents) = match &req.init_image {
+            None => (0, initial * scheduler.init_noise_sigma()),
+            Some(image) => {
+                if !(0.0..=1.0).contains(&req.strength) {
+                    return Err(Error::Other(format!("strength must be in 0..=1, not {}", req.strength)));
+                }
+                let [_, _, ih, iw] = image.dims();
+                if (ih, iw) != (req.height, req.width) {
+                    return Err(Error::Other(format!("the input image is {iw}×{ih}, the request {}×{}", req.width, req.height)));
+                }
+                let (mean, logvar) = self.vae.encode(image.clone());
+                let sample_noise = noise.noise(STREAM_ENCODER, 1, [4, h, w], &device)?;
+                let encoded = (mean + (logvar * 0.5).exp() * sample_noise) * self.vae.scaling_factor;
+                let init_steps = ((req.steps as f64 * req.strength) as usize).min(req.steps);
+                let start = n - init_steps.min(n);
+                if start >= n {
+                    return Err(Error::Other("strength too low: no steps left to run".into()));
+                }
+                let noise = noise.noise(STREAM_IMG2IMG, b, [4, h, w], &device)?;
+                (start, scheduler.add_noise(encoded.repeat_dim(0, b), noise, start))
+            }
+        };
+
+        for i in start..n {
+            let t = scheduler.timesteps()[i];
+            let input = scheduler.scale_model_input(latents.clone(), i);
+            let copies = if cfg { 2 } else { 1 };
+            let input = if cfg { Tensor::cat(vec![input.clone(), input], 0) } else { input }.cast(self.dtype);
+            let timesteps = Tensor::<1>::full([b * copies], t as f32, &device);
+            let out = self.unet.forward(input, timesteps, context.clone(), guidance_emb.clone())?.cast(FloatDType::F32);
+            let prediction = if cfg {
+                let mut halves = out.chunk(2, 0);
+                let cond = halves.pop().unwrap();
+                let uncond = halves.pop().unwrap();
+                uncond.clone() + (cond - uncond) * req.guidance
+            } else {
+                out
+            };
+            let step_noise = if scheduler.needs_noise(i) { Some(noise.noise(STREAM_STEP + i as u64, b, [4, h, w], &device)?) } else { None };
+            let step = scheduler.step(prediction, i, latents, step_noise)?;
+            latents = step.prev_sample;
+            if !on_step(i + 1 - start, n - start, step.denoised).await {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(self.decode(latents, req.decoder))
+    }
+
+    /// Latents → images [B, 3, H, W]; the VAE decodes one image at a time to bound memory.
+    pub fn decode(&self, latents: Tensor<4>, decoder: Decoder) -> Tensor<4> {
+        match (decoder, &self.taesd) {
+            (Decoder::Taesd, Some(taesd)) => taesd.decode(latents),
+            _ => {
+                let images: Vec<Tensor<4>> = latents
+                    .split(1, 0)
+                    .into_iter()
+                    .map(|l| self.vae.decode(l / self.vae.scaling_factor))
+                    .collect();
+                Tensor::cat(images, 0)
+            }
+        }
+    }
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers pipeline folder (text_encoder/, unet/, vae/, scheduler/, and taesd/ when
+    /// present beside them).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_diffusers_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e));
+        let scheduler_config = SchedulerConfig::from_json(&read(dir.join("scheduler/scheduler_config.json"))?)?;
+        let text_config: serde_json::Value =
+            serde_json::from_str(&read(dir.join("text_encoder/config.json"))?).map_err(|source| Error::Json { what: "text encoder config".into(), source })?;
+        let taesd_dir = dir.join("taesd");
+        Ok(Self {
+            text_encoder: ClipTextModel::from_dir(dir.join("text_encoder"), device)?,
+            unet: UNet2DConditionModel::from_dir(dir.join("unet"), device)?,
+            vae: AutoencoderKL::from_dir(dir.join("vae"), device)?,
+            taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
+            default_scheduler: scheduler_config
+                .class_name
+                .as_deref()
+                .and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas))
+                .unwrap_or(SchedulerKind::Euler),
+            pad_token: pad_token(dir, &text_config),
+            scheduler_config,
+            device: device.clone(),
+            dtype: FloatDType::F32,
+        })
+    }
+}
+
+/// SD 1.x's tokenizer pads with `<|endoftext|>` (49407), SD 2.x's with `!` (0): from the
+/// tokenizer's config when the folder has it, else from the text tower (OpenCLIP uses gelu).
+#[cfg(not(target_arch = "wasm32"))]
+fn pad_token(dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
+    let tokenizer: Option<serde_json::Value> =
+        std::fs::read_to_string(dir.join("tokenizer/special_tokens_map.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let pad = tokenizer.as_ref().and_then(|t| t["pad_token"].as_str().or_else(|| t["pad_token"]["content"].as_str()).map(String::from));
+    match pad.as_deref() {
+        Some("!") => 0,
+        Some(_) => 49407,
+        None if text_config["hidden_act"] == "gelu" => 0,
+        None => 49407,
+    }
+}

@@ -1,0 +1,116 @@
+//! The whole txt2img pipeline against diffusers' StableDiffusionPipeline on the tiny models:
+//! same token ids, same initial latents and sampler noise (recorded), same images.
+
+use burn::prelude::*;
+use websd::pipeline::{Decoder, NoiseSource, Request, STREAM_LATENTS, STREAM_STEP, StableDiffusion};
+use websd::scheduler::SchedulerKind;
+use websd::weights::SafetensorsSource;
+
+use crate::common::{fixtures, rel_err, values};
+
+/// Replays what diffusers drew: the initial latents, then one noise tensor per noisy step.
+struct Recorded<'a> {
+    trace: &'a SafetensorsSource,
+    draws: usize,
+}
+
+impl NoiseSource for Recorded<'_> {
+    fn noise(&mut self, stream: u64, _batch: usize, _shape: [usize; 3], device: &Device) -> websd::Result<Tensor<4>> {
+        let name = if stream == STREAM_LATENTS {
+            "latents".to_string()
+        } else {
+            assert!(stream >= STREAM_STEP, "unexpected noise stream {stream}");
+            self.draws += 1;
+            format!("noise{}", self.draws - 1)
+        };
+        self.trace.tensor::<4>(&name, device)
+    }
+}
+
+fn replay(name: &str) {
+    let dir = fixtures().join("pipeline");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let trace = SafetensorsSource::from_file(dir.join(format!("{name}.safetensors"))).unwrap();
+    let device = Device::flex();
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join(meta["folder"].as_str().unwrap()), &device).unwrap();
+    let ids = |n: &str| vec![trace.read_i64(n).unwrap().0];
+    let class = meta["scheduler"].as_str().unwrap();
+    let request = Request {
+        prompt: ids("prompt_ids"),
+        negative_prompt: ids("negative_ids"),
+        steps: meta["steps"].as_u64().unwrap() as usize,
+        guidance: meta["guidance"].as_f64().unwrap(),
+        width: meta["width"].as_u64().unwrap() as usize,
+        height: meta["height"].as_u64().unwrap() as usize,
+        scheduler: SchedulerKind::from_class(class, false).unwrap(),
+        batch: 2,
+        clip_skip: 1,
+        init_image: None,
+        strength: 1.0,
+        decoder: Decoder::Vae,
+    };
+    let mut noise = Recorded { trace: &trace, draws: 0 };
+    let mut seen = Vec::new();
+    let image = pollster::block_on(sd.generate(&request, &mut noise, |done, total, _| {
+        seen.push((done, total));
+        async { true }
+    }))
+    .unwrap();
+    assert_eq!(noise.draws, meta["noise_draws"].as_u64().unwrap() as usize, "{name}: noise draws");
+    let steps = seen.len();
+    assert_eq!(seen.last(), Some(&(steps, steps)), "{name}: progress reaches the end");
+    // diffusers' output_type "np": (x / 2 + 0.5) clamped to [0, 1], as [B, H, W, 3].
+    let ours = values(((image + 1.0) / 2.0).clamp(0.0, 1.0).permute([0, 2, 3, 1]));
+    let err = rel_err(&ours, &trace.read_f32("image").unwrap().0);
+    println!("{name}: image relative error {err:.2e}");
+    assert!(err < 1e-4, "{name}: image relative error {err:.2e}");
+}
+
+#[test]
+fn sd1_euler_cfg_matches_diffusers() {
+    replay("sd1_euler");
+}
+
+#[test]
+fn sd1_euler_ancestral_matches_diffusers() {
+    replay("sd1_euler_a");
+}
+
+#[test]
+fn sd1_pndm_without_guidance_matches_diffusers() {
+    replay("sd1_pndm_noguidance");
+}
+
+#[test]
+fn sd2_ddim_v_prediction_matches_diffusers() {
+    replay("sd2_ddim_vpred");
+}
+
+#[test]
+fn cancel_stops_after_the_step_that_asked() {
+    let device = Device::flex();
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sd1"), &device).unwrap();
+    let mut empty = vec![49406, 49407];
+    empty.resize(77, 49407);
+    let request = Request {
+        prompt: vec![empty.clone()],
+        negative_prompt: vec![],
+        steps: 5,
+        guidance: 7.0,
+        width: 32,
+        height: 32,
+        scheduler: SchedulerKind::Euler,
+        batch: 1,
+        clip_skip: 1,
+        init_image: None,
+        strength: 1.0,
+        decoder: Decoder::Vae,
+    };
+    let mut calls = 0;
+    let result = pollster::block_on(sd.generate(&request, &mut websd::pipeline::SeededNoise(1), |done, _, _| {
+        calls += 1;
+        async move { done < 2 }
+    }));
+    assert!(matches!(result, Err(websd::Error::Cancelled)));
+    assert_eq!(calls, 2);
+}

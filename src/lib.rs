@@ -13,8 +13,10 @@ pub mod model;
 pub mod parity;
 pub mod pipeline;
 pub mod probe;
+pub mod prompt;
 pub mod rng;
 pub mod scheduler;
+pub mod tokenizer;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

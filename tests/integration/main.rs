@@ -6,5 +6,6 @@ mod parity;
 mod pipeline;
 mod scheduler;
 mod taesd;
+mod tokenizer;
 mod unet;
 mod vae;

@@ -1,0 +1,190 @@
+//! The CLIP tokenizer (BPE, 49408 ids) on the `tokenizers` crate, with the vocabulary embedded.
+//!
+//! `assets/clip_tokenizer.json.gz` is the tokenizer.json of transformers' CLIPTokenizerFast (made
+//! by tests/fixtures/make_fixtures.py); SD 1.x and 2.x share the vocabulary and differ only in
+//! the padding id. A prompt becomes 77 ids: BOS, up to 75 tokens, EOS, padding. Longer prompts
+//! are split into 75-token chunks, each wrapped and padded the same way; the pipeline encodes
+//! each chunk and concatenates the embeddings (as A1111 does; diffusers truncates instead, which
+//! equals our first chunk).
+
+use std::io::Read;
+
+use crate::error::{Error, Result};
+use crate::prompt;
+
+/// Start of text.
+pub const BOS: u32 = 49406;
+/// End of text; also SD 1.x's padding.
+pub const EOS: u32 = 49407;
+/// The text encoder's context length.
+pub const MAX_LEN: usize = 77;
+/// Prompt tokens per 77-id sequence.
+pub const CHUNK: usize = MAX_LEN - 2;
+
+static CLIP_TOKENIZER_GZ: &[u8] = include_bytes!("../assets/clip_tokenizer.json.gz");
+
+/// Token ids and weights for the text encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    /// One or more sequences of exactly `MAX_LEN` ids.
+    pub chunks: Vec<Vec<u32>>,
+    /// Per id, the prompt weight of its token (1.0 for BOS, EOS, padding and unweighted text).
+    pub weights: Vec<Vec<f32>>,
+    /// The number of prompt tokens (without BOS/EOS/padding).
+    pub token_count: usize,
+    /// True when the prompt was longer than `CHUNK` tokens and was split.
+    pub chunked: bool,
+}
+
+pub struct ClipTokenizer {
+    inner: tokenizers::Tokenizer,
+    pad_id: u32,
+}
+
+impl ClipTokenizer {
+    /// The embedded CLIP tokenizer, padding with `pad_id` (`EOS` for SD 1.x, 0 for SD 2.x: their
+    /// tokenizers' `pad_token` is "<|endoftext|>" and "!").
+    pub fn new(pad_id: u32) -> Result<Self> {
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(CLIP_TOKENIZER_GZ)
+            .read_to_end(&mut json)
+            .map_err(|e| Error::Other(format!("embedded clip_tokenizer.json.gz: {e}")))?;
+        Self::from_json_bytes(&json, pad_id)
+    }
+
+    /// A tokenizer from tokenizer.json bytes.
+    pub fn from_json_bytes(json: &[u8], pad_id: u32) -> Result<Self> {
+        let mut inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| Error::Other(format!("invalid tokenizer.json: {e}")))?;
+        // transformers registers the pad token as a special token, so SD 2.x's "!" (id 0) is
+        // matched whole in prompts too: "a!" gives [a, 0], not [a, "!</w>"]. Do the same.
+        if pad_id != EOS && pad_id != BOS {
+            let token = inner
+                .id_to_token(pad_id)
+                .ok_or_else(|| Error::UnsupportedConfig(format!("pad id {pad_id} is not in the CLIP vocabulary")))?;
+            inner.add_special_tokens(&[tokenizers::AddedToken::from(token, true)]);
+        }
+        Ok(Self { inner, pad_id })
+    }
+
+    /// The padding id for a model whose tokenizer pads with `pad_token` (from its
+    /// tokenizer_config.json / special_tokens_map.json).
+    pub fn pad_id_for_token(&self, pad_token: &str) -> Result<u32> {
+        self.inner
+            .token_to_id(pad_token)
+            .ok_or_else(|| Error::UnsupportedConfig(format!("pad_token {pad_token:?} is not in the CLIP vocabulary")))
+    }
+
+    /// The BPE ids of `text`, without BOS/EOS.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding =
+            self.inner.encode(text, false).map_err(|e| Error::Other(format!("tokenizing {text:?}: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// `text` as is (no weighting syntax), as transformers' tokenizer with
+    /// `padding="max_length", max_length=77, truncation=True` gives it, plus further chunks.
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let ids = self.token_ids(text)?;
+        let weights = vec![1.0; ids.len()];
+        Ok(self.chunk(&ids, &weights))
+    }
+
+    /// A prompt with A1111 weighting syntax: each fragment tokenized on its own, its weight
+    /// given to each of its tokens.
+    pub fn encode_weighted(&self, prompt_text: &str) -> Result<Encoded> {
+        let (mut ids, mut weights) = (Vec::new(), Vec::new());
+        for fragment in prompt::parse(prompt_text) {
+            let fragment_ids = self.token_ids(&fragment.text)?;
+            weights.extend(std::iter::repeat_n(fragment.weight, fragment_ids.len()));
+            ids.extend(fragment_ids);
+        }
+        Ok(self.chunk(&ids, &weights))
+    }
+
+    fn chunk(&self, ids: &[u32], weights: &[f32]) -> Encoded {
+        let mut chunks = Vec::new();
+        let mut chunk_weights = Vec::new();
+        // An empty prompt is still one sequence: BOS, EOS, padding.
+        let n_chunks = ids.len().div_ceil(CHUNK).max(1);
+        for c in 0..n_chunks {
+            let range = c * CHUNK..((c + 1) * CHUNK).min(ids.len());
+            let mut seq = Vec::with_capacity(MAX_LEN);
+            let mut w = Vec::with_capacity(MAX_LEN);
+            seq.push(BOS);
+            w.push(1.0);
+            seq.extend_from_slice(&ids[range.clone()]);
+            w.extend_from_slice(&weights[range]);
+            seq.push(EOS);
+            w.push(1.0);
+            seq.resize(MAX_LEN, self.pad_id);
+            w.resize(MAX_LEN, 1.0);
+            chunks.push(seq);
+            chunk_weights.push(w);
+        }
+        Encoded { chunks, weights: chunk_weights, token_count: ids.len(), chunked: n_chunks > 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_tokenizer_wraps_and_pads() {
+        let t = ClipTokenizer::new(EOS).unwrap();
+        let e = t.encode("a photo of a cat").unwrap();
+        assert_eq!(e.chunks.len(), 1);
+        assert!(!e.chunked);
+        let ids = &e.chunks[0];
+        assert_eq!(ids.len(), MAX_LEN);
+        assert_eq!(ids[0], BOS);
+        assert_eq!(ids[e.token_count + 1], EOS);
+        assert!(ids[e.token_count + 2..].iter().all(|&i| i == EOS));
+        assert_eq!(e.token_count, 5);
+
+        let sd2 = ClipTokenizer::new(0).unwrap();
+        assert_eq!(sd2.pad_id_for_token("!").unwrap(), 0);
+        assert_eq!(sd2.pad_id_for_token("<|endoftext|>").unwrap(), EOS);
+        let e2 = sd2.encode("a photo of a cat").unwrap();
+        assert_eq!(e2.chunks[0][..7], ids[..7]);
+        assert!(e2.chunks[0][7..].iter().all(|&i| i == 0));
+
+        let empty = t.encode("").unwrap();
+        assert_eq!(empty.chunks.len(), 1);
+        assert_eq!(&empty.chunks[0][..3], &[BOS, EOS, EOS]);
+    }
+
+    #[test]
+    fn long_prompts_are_chunked() {
+        let t = ClipTokenizer::new(EOS).unwrap();
+        let words = vec!["cat"; 160].join(" ");
+        let e = t.encode(&words).unwrap();
+        assert_eq!(e.token_count, 160);
+        assert!(e.chunked);
+        assert_eq!(e.chunks.len(), 3);
+        let cat = t.token_ids("cat").unwrap()[0];
+        for c in &e.chunks[..2] {
+            assert_eq!(c[0], BOS);
+            assert!(c[1..76].iter().all(|&i| i == cat));
+            assert_eq!(c[76], EOS);
+        }
+        assert_eq!(&e.chunks[2][..12], &[BOS, cat, cat, cat, cat, cat, cat, cat, cat, cat, cat, EOS]);
+        // Exactly 75 tokens still fit one sequence.
+        assert!(!t.encode(&vec!["cat"; 75].join(" ")).unwrap().chunked);
+    }
+
+    #[test]
+    fn weights_follow_tokens() {
+        let t = ClipTokenizer::new(EOS).unwrap();
+        let e = t.encode_weighted("a (red:1.5) [cat]").unwrap();
+        let plain = t.encode("a red cat").unwrap();
+        assert_eq!(e.chunks, plain.chunks);
+        let w = &e.weights[0];
+        assert_eq!(w[0], 1.0);
+        assert_eq!(w[1], 1.0);
+        assert_eq!(w[2], 1.5);
+        assert!((w[3] - 1.0 / 1.1).abs() < 1e-6);
+        assert!(w[4..].iter().all(|&x| x == 1.0));
+    }
+}

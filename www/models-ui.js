@@ -10,6 +10,7 @@ let client;
 let catalog = [];            // entries of models.json, manifest resolved to an absolute URL
 let stored = new Map();      // id → summary from the worker ({name, totalBytes, storedBytes, complete, ...})
 const downloading = new Set();
+const names = new Map();     // id → the name its manifest gave, once a download has started
 
 /** The id of the chosen model. */
 export function selectedId() { return $('model-select').value || null; }
@@ -18,7 +19,7 @@ export function selectedId() { return $('model-select').value || null; }
 export function modelInfo(id) {
   const entry = catalog.find((m) => m.id === id);
   const summary = stored.get(id);
-  return { id, entry, summary, name: summary?.name ?? entry?.name ?? id };
+  return { id, entry, summary, name: summary?.name ?? names.get(id) ?? entry?.name ?? id };
 }
 
 async function loadCatalog() {
@@ -48,7 +49,11 @@ function describe(id) {
 
 function renderPicker() {
   const select = $('model-select');
-  const previous = select.value || localStorage.getItem(SELECTED);
+  // The choice saved in localStorage wins as soon as that model is listed (one added by URL
+  // appears only once the worker has recorded it).
+  const saved = localStorage.getItem(SELECTED);
+  const listed = (id) => catalog.some((m) => m.id === id) || stored.has(id);
+  const previous = saved && listed(saved) ? saved : select.value;
   select.innerHTML = '';
   const add = (id, label) => {
     const option = document.createElement('option');
@@ -113,7 +118,8 @@ async function startDownload(id, manifestUrl) {
   client.post({ type: 'download', id, manifestUrl });
 }
 
-function onProgress({ id, done, total, bytesPerSec, etaSec }) {
+function onProgress({ id, name, done, total, bytesPerSec, etaSec }) {
+  if (name) names.set(id, name);
   const mb = (n) => (n / 1e6).toFixed(n < 1e7 ? 1 : 0);
   let text = `Downloading ${modelInfo(id).name}: ${mb(done)}/${mb(total)} MB`;
   if (bytesPerSec > 0) text += ` · ${formatRate(bytesPerSec)}`;

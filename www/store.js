@@ -98,9 +98,8 @@ export async function storageInfo() {
   return { usage, quota, persisted, models: await listModels() };
 }
 
-async function quotaMessage(name, neededBytes) {
-  const { usage = 0, quota = 0 } = (await navigator.storage?.estimate?.()) ?? {};
-  const models = await listModels().catch(() => []);
+async function quotaMessage(id, name, neededBytes, { usage = 0, quota = 0 }) {
+  const models = (await listModels().catch(() => [])).filter((m) => m.id !== id);
   const free = Math.max(0, quota - usage);
   const deletable = models.length
     ? `Delete a stored model to make room (${models.map((m) => `${m.name}: ${formatBytes(m.totalBytes - m.sharedBytes)}`).join(', ')}), or free disk space.`
@@ -158,7 +157,7 @@ async function fetchShard(url, shard, onBytes, signal) {
  * Downloads model `id` from `manifestUrl`: every shard not yet stored, each verified against its
  * sha256 (a corrupted one is fetched once more, then reported by name). Resumable: a cut download
  * leaves its verified shards stored and the model incomplete; calling this again fetches only the
- * missing ones. `onProgress({done, total, bytesPerSec, etaSec, shard})` covers the whole model.
+ * missing ones. `onProgress({done, total, bytesPerSec, etaSec, name, shard})` covers the whole model.
  * Resolves with the model's summary once every shard is stored and the model is marked complete.
  */
 export async function downloadModel(id, manifestUrl, { onProgress = () => {}, signal } = {}) {
@@ -174,8 +173,16 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
   const shards = manifestShards(manifest, manifestUrl);
   const name = typeof manifest.name === 'string' && manifest.name ? manifest.name : id;
   const totalBytes = shards.reduce((n, s) => n + s.size, 0);
+  const stored0 = await storedShardKeys();
 
-  // Record the model first (incomplete): from now on a delete in another tab keeps its shards.
+  // Enough room? (Checked before anything is written, so a refused model leaves no record.)
+  const missingBytesNow = shards.filter((s) => !stored0.has(s.sha256)).reduce((n, s) => n + s.size, 0);
+  if (missingBytesNow > 0 && navigator.storage?.estimate) {
+    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
+    if (quota > 0 && usage + missingBytesNow > quota) throw new StoreError(await quotaMessage(id, name, missingBytesNow, { usage, quota }));
+  }
+
+  // Record the model (incomplete): from now on a delete in another tab keeps its shards.
   await withLock(() => transact(['models'], 'readwrite', async (models) => {
     const old = await done(models.get(id));
     const same = old && JSON.stringify(old.manifest?.shards) === JSON.stringify(manifest.shards);
@@ -187,10 +194,6 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
   const stored = await storedShardKeys();
   const missing = shards.filter((s) => !stored.has(s.sha256));
   const missingBytes = missing.reduce((n, s) => n + s.size, 0);
-  if (missingBytes > 0 && navigator.storage?.estimate) {
-    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
-    if (quota > 0 && usage + missingBytes > quota) throw new StoreError(await quotaMessage(name, missingBytes));
-  }
 
   const meter = new Meter(totalBytes, totalBytes - missingBytes);
   let lastReport = 0;
@@ -198,7 +201,7 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
     const now = performance.now();
     if (!force && now - lastReport < PROGRESS_INTERVAL_MS) return;
     lastReport = now;
-    onProgress({ ...meter.snapshot(), shard: shard?.file ?? null });
+    onProgress({ ...meter.snapshot(), name, shard: shard?.file ?? null });
   };
   report(null, true);
 
@@ -226,7 +229,10 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
           shardStore.put(bytes, shard.sha256);
         });
       } catch (e) {
-        if (e?.name === 'QuotaExceededError') throw new StoreError(await quotaMessage(name, meter.total - meter.done + shard.size));
+        if (e?.name === 'QuotaExceededError') {
+          const estimate = (await navigator.storage?.estimate?.()) ?? {};
+          throw new StoreError(await quotaMessage(id, name, meter.total - meter.done + shard.size, estimate));
+        }
         throw e;
       }
     });

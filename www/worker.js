@@ -6,7 +6,7 @@
 //   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'} · {type:'load', id}
 //   · {type:'generate', params} · {type:'cancel'}
 // Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
-//   · {type:'download-progress', id, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
+//   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
 //   · {type:'load-progress', done, total} · {type:'loaded', id, info}
 //   · {type:'step', step, total, preview?:{width,height,pixels}}

@@ -13,6 +13,7 @@ let client;
 let gpuReady = false;
 let loadedId = null;
 let busy = false;
+let cancelWanted = false; // Cancel pressed while the model was still loading
 
 function drawPixels({ width, height, pixels }) {
   const canvas = $('preview-canvas');
@@ -46,6 +47,7 @@ async function generate() {
     return;
   }
   setBusy(true);
+  cancelWanted = false;
   let timer = null;
   try {
     const { params, settings } = await readForGenerate();
@@ -54,6 +56,7 @@ async function generate() {
       await client.request({ type: 'load', id }, ['loaded'], 'load');
       loadedId = id;
     }
+    if (cancelWanted) { showIdle('Cancelled.'); return; }
     const count = params.batch_count;
     timer = startTimer((s) => `${formatDuration(s)} elapsed · ${count} image${count > 1 ? 's' : ''}`);
     showProgress('Starting…', 0);
@@ -95,7 +98,11 @@ async function main() {
   registerServiceWorker();
   setUpSettings();
   $('generate').addEventListener('click', generate);
-  $('cancel').addEventListener('click', () => { client?.post({ type: 'cancel' }); showProgress('Cancelling…', null); });
+  $('cancel').addEventListener('click', () => {
+    cancelWanted = true;
+    client?.post({ type: 'cancel' });
+    showProgress('Cancelling…', null);
+  });
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); generate(); }
   });

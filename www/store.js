@@ -158,9 +158,10 @@ async function fetchShard(url, shard, onBytes, signal) {
  * sha256 (a corrupted one is fetched once more, then reported by name). Resumable: a cut download
  * leaves its verified shards stored and the model incomplete; calling this again fetches only the
  * missing ones. `onProgress({done, total, bytesPerSec, etaSec, name, shard})` covers the whole model.
+ * `onRecorded()` is awaited once the (incomplete) model is recorded, before any shard is fetched.
  * Resolves with the model's summary once every shard is stored and the model is marked complete.
  */
-export async function downloadModel(id, manifestUrl, { onProgress = () => {}, signal } = {}) {
+export async function downloadModel(id, manifestUrl, { onProgress = () => {}, onRecorded = () => {}, signal } = {}) {
   let manifest;
   try {
     const response = await fetch(manifestUrl, { signal, cache: 'no-cache' });
@@ -168,7 +169,9 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
     manifest = await response.json().catch((e) => { throw new StoreError(`${manifestUrl} is not valid JSON (${e.message})`); });
   } catch (e) {
     if (e instanceof StoreError || signal?.aborted) throw e;
-    throw new StoreError(`could not fetch the manifest ${manifestUrl} (${e.message})`);
+    const crossOrigin = new URL(manifestUrl).origin !== self.location.origin;
+    throw new StoreError(`could not fetch the manifest ${manifestUrl} (${e.message})` +
+      (crossOrigin ? '. A model on another site must be served with CORS (Access-Control-Allow-Origin).' : ''));
   }
   const shards = manifestShards(manifest, manifestUrl);
   const name = typeof manifest.name === 'string' && manifest.name ? manifest.name : id;
@@ -190,6 +193,7 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, si
       id, name, manifestUrl, manifest, totalBytes, complete: Boolean(same && old.complete), addedAt: old?.addedAt ?? Date.now(),
     });
   }));
+  await onRecorded();
 
   const stored = await storedShardKeys();
   const missing = shards.filter((s) => !stored.has(s.sha256));

@@ -49,6 +49,7 @@ async function download({ id, manifestUrl }) {
   try {
     await store.downloadModel(id, manifestUrl, {
       signal: controller.signal,
+      onRecorded: postModels, // the page lists the model (as partial) while it downloads
       onProgress: (p) => postMessage({ type: 'download-progress', id, ...p }),
     });
     postMessage({ type: 'downloaded', id });

@@ -166,6 +166,31 @@ test('a page closed mid-download resumes in a new page with only the missing sha
   }
 });
 
+test('Stop download keeps the verified shards; Resume fetches the rest', async () => {
+  const context = await freshContext();
+  try {
+    const page = await newPage(context);
+    const a1 = synth.shards.a1;
+    faults.set(a1.path, (req, res) => { pending.push(res); return true; }); // never answers
+    await downloadByUrl(page, url('a'));
+    while (!site.requests.includes(a1.path)) await new Promise((r) => setTimeout(r, 20));
+    await page.click('#cancel-download');
+    const cancelled = await waitForMessage(page, 'cancelled', url('a'));
+    assert.equal(cancelled.phase, 'download');
+    assert.match(await page.textContent('#phase'), /Download of Synthetic A stopped/);
+    assert.equal(await page.textContent('#download'), 'Resume download');
+    assertShardsVerified(await readStore(page), ['shared']);
+
+    faults.clear();
+    site.requests.length = 0;
+    await page.click('#download');
+    await waitForMessage(page, 'downloaded', url('a'));
+    assert.deepEqual(fetched(), expectCounts([[synth.manifest('a'), 1], [a1.path, 1], [synth.shards.a2.path, 1]]));
+  } finally {
+    await context.close();
+  }
+});
+
 test('a corrupted shard is fetched once more, then reported by name', async () => {
   const context = await freshContext();
   try {

@@ -1,79 +1,131 @@
-// The page: a thin UI. All GPU work happens in the worker (www/worker.js), so the page never
-// freezes; the page only sends requests and shows what comes back.
+// The page: a thin UI. All GPU work and the model store live in the worker (www/worker.js), so the
+// page never freezes; the page only sends requests and shows what comes back.
+import { WorkerClient } from './worker-client.js';
+import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
+import { setUpModels, selectedId, modelInfo } from './models-ui.js';
+import { setUpSettings, readForGenerate, applySettings } from './settings.js';
+import { addImages, renderGallery } from './gallery.js';
+import { showProgress, showIdle, showError, clearError, startTimer, formatDuration } from './progress.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** Shows a plain-language reason websd cannot run here, instead of a blank page. */
-function showUnsupported(reason) {
-  const box = $('unsupported');
-  box.hidden = false;
-  box.innerHTML = '';
-  const title = document.createElement('strong');
-  title.textContent = 'websd cannot run in this browser. ';
-  const text = document.createElement('span');
-  text.textContent = reason + ' websd needs WebGPU: use a current Chrome or Edge (version 113 or later) on ' +
-    'Windows, macOS, ChromeOS or Android, Safari 26 or later, or Firefox 141 or later on Windows. On Linux, ' +
-    'Chrome needs WebGPU enabled (chrome://flags/#enable-unsafe-webgpu).';
-  box.append(title, text);
-  $('gpu-status').textContent = 'No usable WebGPU adapter.';
-  $('probe-status').textContent = 'Not run: no GPU.';
+let client;
+let gpuReady = false;
+let loadedId = null;
+let busy = false;
+let cancelWanted = false; // Cancel pressed while the model was still loading
+
+function drawPixels({ width, height, pixels }) {
+  const canvas = $('preview-canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const data = pixels instanceof Uint8ClampedArray ? pixels : new Uint8ClampedArray(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+  canvas.getContext('2d').putImageData(new ImageData(data, width, height), 0, 0);
+  canvas.hidden = false;
 }
 
-/** Why WebGPU is unusable here, or null when an adapter is available. */
-async function webgpuProblem() {
-  if (!('gpu' in navigator)) {
-    return window.isSecureContext
-      ? 'This browser has no WebGPU (navigator.gpu is missing).'
-      : 'WebGPU only works on secure pages (https:// or localhost).';
+function setBusy(value) {
+  busy = value;
+  $('generate').disabled = value;
+  $('cancel').disabled = !value;
+}
+
+const reuse = (settings) => {
+  applySettings(settings);
+  showIdle('Settings restored from the gallery (seed kept). The start image of img2img is not kept.');
+  $('prompt').focus();
+};
+
+async function generate() {
+  if (busy) return;
+  clearError();
+  if (!gpuReady) { showError('The GPU is not ready: see “GPU details”.'); return; }
+  const id = selectedId();
+  const { name, summary } = id ? modelInfo(id) : {};
+  if (!summary?.complete) {
+    showError(summary ? `${name} is only partly downloaded: resume its download first.` : 'Download a model first.');
+    return;
   }
+  setBusy(true);
+  cancelWanted = false;
+  let timer = null;
   try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return 'WebGPU is present but offered no GPU adapter (it may be disabled or blocklisted).';
+    const { params, settings } = await readForGenerate();
+    if (loadedId !== id) {
+      showProgress(`Loading ${name}…`, null);
+      await client.request({ type: 'load', id }, ['loaded'], 'load');
+      loadedId = id;
+    }
+    if (cancelWanted) { showIdle('Cancelled.'); return; }
+    const count = params.batch_count;
+    timer = startTimer((s) => `${formatDuration(s)} elapsed · ${count} image${count > 1 ? 's' : ''}`);
+    showProgress('Starting…', 0);
+    const reply = await client.request({ type: 'generate', params }, ['images', 'cancelled'], 'generate');
+    const seconds = timer.seconds();
+    if (reply.type === 'cancelled') {
+      timer.stop(`Cancelled after ${formatDuration(seconds)}.`);
+      showIdle('Cancelled.');
+      return;
+    }
+    const { images } = reply;
+    const each = seconds / Math.max(1, images.length);
+    timer.stop(`${images.length} image${images.length > 1 ? 's' : ''} in ${formatDuration(seconds)} (${formatDuration(each)} per image).`);
+    if (images[0]) drawPixels(images[0]);
+    await addImages(images, { settings, modelId: id, modelName: name, elapsedMs: each * 1000 });
+    await renderGallery({ onReuse: reuse });
+    showIdle('Done.');
   } catch (e) {
-    return `WebGPU failed to start: ${e.message}`;
+    timer?.stop();
+    showIdle('Stopped by an error.');
+    showError(e.message);
+  } finally {
+    setBusy(false);
   }
-  return null;
 }
 
-function showGpu(info) {
-  $('gpu-status').textContent = 'WebGPU is ready.';
-  const list = $('gpu-info');
-  list.innerHTML = '';
-  const mib = (n) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-  for (const [label, value] of [
-    ['Adapter', info.adapter || '(unnamed)'], ['Backend', info.backend], ['Type', info.device_type],
-    ['shader-f16', info.shader_f16 ? 'yes (f16 compute)' : 'no (f32 compute)'],
-    ['Max binding size', mib(info.max_storage_buffer_binding_size)], ['Max buffer size', mib(info.max_buffer_size)],
-  ]) {
-    const dt = document.createElement('dt'); dt.textContent = label;
-    const dd = document.createElement('dd'); dd.textContent = value;
-    list.append(dt, dd);
-  }
-  list.hidden = false;
+function onStep({ step, total, preview }) {
+  showProgress(step >= total ? 'Decoding…' : `Step ${step}/${total}`, total ? step / total : null);
+  if (preview && $('preview').checked) drawPixels(preview);
+}
+
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register(new URL('../sw.js', import.meta.url)).catch((e) => console.warn('websd: no offline support:', e.message));
+  navigator.serviceWorker.ready.then(() => { document.body.dataset.offline = 'ready'; });
 }
 
 async function main() {
-  const problem = await webgpuProblem();
-  if (problem) { showUnsupported(problem); return; }
+  registerServiceWorker();
+  setUpSettings();
+  $('generate').addEventListener('click', generate);
+  $('cancel').addEventListener('click', () => {
+    cancelWanted = true;
+    client?.post({ type: 'cancel' });
+    showProgress('Cancelling…', null);
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); generate(); }
+  });
+  renderGallery({ onReuse: reuse }).catch((e) => showError(`The gallery could not be read: ${e.message}`));
 
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onerror = (e) => showUnsupported(`The worker failed to start: ${e.message ?? 'unknown error'}.`);
-  worker.onmessage = ({ data }) => {
-    switch (data.type) {
-      case 'gpu': showGpu(data.info); worker.postMessage({ type: 'probe' }); break;
-      case 'probe':
-        $('probe-status').textContent = 'The GPU computed the self-test (conv2d → matmul → softmax):';
-        $('probe-result').textContent = JSON.stringify(data.values);
-        document.body.dataset.probe = 'done';
-        break;
-      case 'error':
-        if (data.phase === 'gpu') showUnsupported(data.message);
-        else $('probe-status').textContent = `Self-test failed: ${data.message}`;
-        break;
-    }
-  };
+  // The store works without WebGPU (models can still be listed and deleted), so the worker starts
+  // either way; only the GPU is asked for when there is one.
+  const problem = await webgpuProblem();
+  client = new WorkerClient(new URL('./worker.js', import.meta.url));
+  client.worker.onerror = (e) => showUnsupported(`The worker failed to start: ${e.message ?? 'unknown error'}.`);
+  client.on('gpu', ({ info }) => { gpuReady = true; showGpu(info); client.post({ type: 'probe' }); });
+  client.on('probe', ({ values }) => showProbe(values));
+  client.on('step', onStep);
+  client.on('load-progress', ({ done, total }) => showProgress(`Loading ${modelInfo(selectedId()).name}: ${Math.round((100 * done) / total)}%`, done / total));
+  client.on('error', ({ phase, message }) => {
+    if (phase === 'gpu') showUnsupported(message);
+    else if (phase === 'probe') showProbeError(message);
+    else if (phase === 'protocol') showError(message);
+  });
+  await setUpModels(client);
+  if (problem) { showUnsupported(problem); $('generate').disabled = true; return; }
   $('probe-status').textContent = 'Loading websd…';
-  worker.postMessage({ type: 'init' });
+  client.post({ type: 'init' });
 }
 
 main().catch((e) => showUnsupported(`Unexpected error: ${e.message}`));

@@ -1,30 +1,135 @@
-// The worker owns the GPU: it loads the wasm module, opens WebGPU through burn, and runs the work
-// the page asks for. Every failure is reported back as a message, never only to the console.
+// The worker owns the GPU and the model store: it loads the wasm module, opens WebGPU through burn,
+// downloads and stores models, and runs the pipeline. The page only posts messages (protocol below);
+// every failure comes back as {type:'error', phase, message}, never only to the console.
+//
+// Page → worker: {type:'init'} · {type:'probe'} · {type:'list-models'} · {type:'download', id, manifestUrl}
+//   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'} · {type:'load', id}
+//   · {type:'generate', params} · {type:'cancel'}
+// Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
+//   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
+//   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
+//   · {type:'load-progress', done, total} · {type:'loaded', id, info}
+//   · {type:'step', step, total, preview?:{width,height,pixels}}
+//   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
+//   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, id?}
+//
+// generate params (snake_case, as the wasm side reads them): {prompt, negative_prompt, steps,
+//   guidance_scale, seed, width, height, scheduler, batch_count, preview, strength?,
+//   init_image?: {width, height, pixels /* RGBA Uint8Array, already width×height */}}
 import init, * as websd from './pkg/websd.js';
+import * as store from './store.js';
 
-const ready = init();
-
-function fail(phase, e) {
-  postMessage({ type: 'error', phase, message: e?.message ?? String(e) });
+// The wasm module is fetched and compiled on first need, so that the store works without it.
+let wasmReady = null;
+function wasm() {
+  wasmReady ??= init().catch((e) => {
+    wasmReady = null;
+    throw new Error(`could not load the websd module: ${e.message}`);
+  });
+  return wasmReady;
 }
 
-self.onmessage = async ({ data }) => {
+function fail(phase, e, extra = {}) {
+  postMessage({ type: 'error', phase, message: e?.message ?? String(e), ...extra });
+}
+
+const downloads = new Map(); // id → AbortController
+let loadedId = null;
+let generating = false;
+let cancelRequested = false;
+
+async function postModels() {
+  postMessage({ type: 'models', models: await store.listModels() });
+}
+
+async function download({ id, manifestUrl }) {
+  if (downloads.has(id)) { fail('download', new Error(`${id} is already downloading`), { id }); return; }
+  const controller = new AbortController();
+  downloads.set(id, controller);
   try {
-    await ready;
+    await store.downloadModel(id, manifestUrl, {
+      signal: controller.signal,
+      onRecorded: postModels, // the page lists the model (as partial) while it downloads
+      onProgress: (p) => postMessage({ type: 'download-progress', id, ...p }),
+    });
+    postMessage({ type: 'downloaded', id });
   } catch (e) {
-    fail('gpu', new Error(`could not load the websd module: ${e.message}`));
-    return;
+    if (controller.signal.aborted) postMessage({ type: 'cancelled', phase: 'download', id });
+    else fail('download', e, { id });
+  } finally {
+    downloads.delete(id);
+    await postModels().catch((e) => fail('models', e));
   }
-  switch (data.type) {
-    case 'init':
-      try {
-        postMessage({ type: 'gpu', info: await websd.init_gpu() });
-      } catch (e) { fail('gpu', e); }
-      break;
-    case 'probe':
-      try {
-        postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) });
-      } catch (e) { fail('probe', e); }
-      break;
+}
+
+async function load({ id }) {
+  await wasm();
+  if (typeof websd.load_model !== 'function') throw new Error('this build cannot generate yet (its wasm module has no load_model)');
+  const model = await store.getModel(id);
+  if (!model) throw new Error(`${id} is not downloaded`);
+  if (!model.complete) throw new Error(`${model.name} is only partly downloaded: finish its download first`);
+  loadedId = null;
+  const info = await websd.load_model(
+    JSON.stringify(model.manifest),
+    (sha256) => store.getShard(sha256),
+    (done, total) => postMessage({ type: 'load-progress', done, total }),
+  );
+  loadedId = id;
+  postMessage({ type: 'loaded', id, info });
+}
+
+async function generate({ params }) {
+  await wasm();
+  if (typeof websd.generate !== 'function') throw new Error('this build cannot generate yet (its wasm module has no generate)');
+  if (loadedId === null) throw new Error('no model is loaded');
+  if (generating) throw new Error('a generation is already running');
+  generating = true;
+  cancelRequested = false;
+  try {
+    const images = await websd.generate(params, async (step, total, preview) => {
+      postMessage({ type: 'step', step, total, ...(preview ? { preview } : {}) });
+      return !cancelRequested;
+    });
+    if (cancelRequested) postMessage({ type: 'cancelled', phase: 'generate' });
+    else postMessage({ type: 'images', images: Array.from(images) });
+  } catch (e) {
+    if (cancelRequested) postMessage({ type: 'cancelled', phase: 'generate' });
+    else throw e;
+  } finally {
+    generating = false;
+  }
+}
+
+const handlers = {
+  init: async () => { await wasm(); postMessage({ type: 'gpu', info: await websd.init_gpu() }); },
+  probe: async () => { await wasm(); postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) }); },
+  'list-models': postModels,
+  storage: async () => postMessage({ type: 'storage', ...(await store.storageInfo()) }),
+  download,
+  'cancel-download': async ({ id }) => downloads.get(id)?.abort(),
+  'delete-model': async ({ id }) => {
+    downloads.get(id)?.abort();
+    const freedBytes = await store.deleteModel(id);
+    if (loadedId === id) loadedId = null;
+    postMessage({ type: 'deleted', id, freedBytes });
+    await postModels();
+  },
+  load,
+  generate,
+  cancel: async () => {
+    cancelRequested = true;
+    if (generating && typeof websd.cancel === 'function') websd.cancel();
+  },
+};
+// The phase an error is reported under, when it is not the message type itself.
+const PHASES = { init: 'gpu', 'list-models': 'models', 'delete-model': 'delete', 'cancel-download': 'download' };
+
+self.onmessage = async ({ data }) => {
+  const handler = handlers[data?.type];
+  if (!handler) { fail('protocol', new Error(`unknown message type ${data?.type}`)); return; }
+  try {
+    await handler(data);
+  } catch (e) {
+    fail(PHASES[data.type] ?? data.type, e, data.id !== undefined ? { id: data.id } : {});
   }
 };

@@ -13,10 +13,22 @@ const BASE_ARGS = [
   '--disable-component-update', '--disable-sync',
 ];
 
-/** Starts the site server; returns { url, close }. */
-export async function startSite() {
-  const server = await serve(ROOT, 0);
-  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
+/**
+ * Starts the site server; returns { url, close, requests }. `requests` logs every request's path;
+ * `options` go to serve() (mounts, intercept).
+ */
+export async function startSite(options = {}) {
+  const requests = [];
+  const intercept = (req, res, pathname) => {
+    requests.push(pathname);
+    return options.intercept?.(req, res, pathname) ?? false;
+  };
+  const server = await serve(ROOT, 0, { ...options, intercept });
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    requests,
+    close: () => { server.closeAllConnections(); server.close(); },
+  };
 }
 
 /** Launches headless Chromium, with WebGPU unless `webgpu` is false. */

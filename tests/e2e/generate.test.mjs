@@ -1,0 +1,71 @@
+// The whole path in the page: download the test model (tiny SD 1.x, random weights) from the
+// catalog, load it, generate a 64×64 image with previews, keep it in the gallery as a PNG with its
+// parameters, and cancel a second run. Runs once the test model and the wasm's load_model/generate
+// exist (the lead adds both); until then it is skipped with the reason.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT, startSite, launchBrowser } from './harness.mjs';
+import { recordMessages, waitForMessage, messages } from './synthetic.mjs';
+
+function missing() {
+  if (!fs.existsSync(path.join(ROOT, 'www/models/tiny-sd1/manifest.json'))) return 'www/models/tiny-sd1/manifest.json is not made yet';
+  const glue = fs.readFileSync(path.join(ROOT, 'www/pkg/websd.js'), 'utf8');
+  for (const fn of ['load_model', 'generate', 'cancel']) {
+    if (!new RegExp(`export (async )?function ${fn}\\b`).test(glue)) return `the wasm module has no ${fn} yet`;
+  }
+  return null;
+}
+
+test('downloads the test model, generates an image into the gallery, and cancels', { timeout: 300_000 }, async (t) => {
+  const reason = missing();
+  if (reason) { t.skip(reason); return; }
+  const site = await startSite();
+  const browser = await launchBrowser();
+  try {
+    const context = await browser.newContext({ acceptDownloads: true });
+    await recordMessages(context);
+    const page = await context.newPage();
+    await page.goto(site.url);
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+
+    await page.selectOption('#model-select', 'tiny-sd1');
+    await page.click('#download');
+    await waitForMessage(page, 'downloaded', 'tiny-sd1', 60_000);
+
+    await page.selectOption('#size-preset', '64x64');
+    await page.fill('#steps', '2');
+    await page.fill('#prompt', 'a lighthouse');
+    await page.fill('#seed', '42');
+    await page.check('#seed-lock');
+    await page.check('#preview');
+    await page.click('#generate');
+    await waitForMessage(page, 'images', undefined, 240_000);
+    assert.ok((await messages(page, 'loaded')).length === 1);
+    const steps = await messages(page, 'step');
+    assert.ok(steps.length >= 2, `${steps.length} step messages`);
+    await page.waitForSelector('body[data-gallery="1"]');
+    const item = page.locator('.gallery-item');
+    assert.match(await item.locator('.caption').textContent(), /^64×64 · seed 42/);
+    assert.match(await item.locator('img').getAttribute('title'), /Seed: 42/);
+    const [download] = await Promise.all([page.waitForEvent('download'), item.locator('a').click()]);
+    const png = fs.readFileSync(await download.path());
+    assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+    assert.ok(png.includes('parameters'), 'the PNG has no parameters chunk');
+    assert.match(await page.textContent('#elapsed'), /1 image in .* per image/);
+
+    // A second, longer run is cancelled after its first step.
+    await page.fill('#steps', '50');
+    await page.click('#generate');
+    await page.waitForFunction((n) => window.__msgs.filter((m) => m.type === 'step').length > n, steps.length, { timeout: 120_000 });
+    await page.click('#cancel');
+    const cancelled = await waitForMessage(page, 'cancelled', undefined, 120_000);
+    assert.equal(cancelled.phase, 'generate');
+    assert.match(await page.textContent('#phase'), /Cancelled/);
+    assert.equal(await page.getAttribute('body', 'data-gallery'), '1');
+  } finally {
+    await browser.close();
+    site.close();
+  }
+});

@@ -1,0 +1,140 @@
+// The page's UI around generation: the gallery (IndexedDB, across reloads, PNG download, reuse
+// settings), keyboard shortcut and errors in words, img2img image choice, labels, phone layout.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { startSite, launchBrowser } from './harness.mjs';
+import { MOUNT, makeSyntheticModels, recordMessages, waitForMessage, downloadByUrl } from './synthetic.mjs';
+
+let site, browser, synth;
+before(async () => {
+  synth = makeSyntheticModels();
+  site = await startSite({ mounts: { [MOUNT]: synth.dir } });
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  site?.close();
+  synth?.cleanup();
+});
+
+async function open() {
+  const context = await browser.newContext({ acceptDownloads: true });
+  await recordMessages(context);
+  const page = await context.newPage();
+  await page.goto(site.url);
+  await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+  return { context, page };
+}
+
+test('gallery images survive a reload, download as the same PNG and restore their settings', async () => {
+  const { context, page } = await open();
+  try {
+    // An image as the worker hands it over (PNG bytes), stored through the page's gallery module.
+    const png = await page.evaluate(async () => {
+      const canvas = new OffscreenCanvas(72, 64);
+      const ctx = canvas.getContext('2d');
+      ctx.fillStyle = '#c03020';
+      ctx.fillRect(0, 0, 72, 64);
+      const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+      const { addImages } = await import('/www/gallery.js');
+      await addImages([{ width: 72, height: 64, png: bytes, seed: 1234, parameters: 'a red fox\nSteps: 7, Seed: 1234' }], {
+        settings: {
+          prompt: 'a red fox', negative_prompt: 'blurry', steps: 7, guidance_scale: 5.5, seed: 1, width: 72, height: 64,
+          scheduler: 'dpmpp_2m', batch_count: 1, strength: 0.75, preview: false,
+        },
+        modelId: 'x', modelName: 'Synthetic', elapsedMs: 1500,
+      });
+      return Array.from(bytes);
+    });
+
+    await page.reload();
+    await page.waitForSelector('body[data-gallery="1"]');
+    const item = page.locator('.gallery-item');
+    assert.match(await item.locator('.caption').textContent(), /^72×64 · seed 1234 · 2 s · Synthetic · /);
+    assert.equal(await item.locator('img').evaluate((img) => img.complete && img.naturalWidth), 72);
+
+    const [download] = await Promise.all([page.waitForEvent('download'), item.locator('a', { hasText: 'Download PNG' }).click()]);
+    assert.match(download.suggestedFilename(), /^websd-1234-\d+\.png$/);
+    assert.deepEqual([...fs.readFileSync(await download.path())], png);
+
+    await item.locator('button.reuse').click();
+    assert.equal(await page.inputValue('#prompt'), 'a red fox');
+    assert.equal(await page.inputValue('#negative-prompt'), 'blurry');
+    assert.equal(await page.inputValue('#seed'), '1234');
+    assert.equal(await page.inputValue('#steps'), '7');
+    assert.equal(await page.inputValue('#guidance'), '5.5');
+    assert.equal(await page.inputValue('#scheduler'), 'dpmpp_2m');
+    assert.equal(await page.inputValue('#size-preset'), '', '72×64 is no preset: Custom');
+    assert.equal(await page.inputValue('#width'), '72');
+    assert.equal(await page.inputValue('#height'), '64');
+    assert.equal(await page.isChecked('#seed-lock'), true);
+    assert.equal(await page.isChecked('#preview'), false);
+
+    // The settings are remembered across a reload too; deleting the image empties the gallery.
+    await page.reload();
+    await page.waitForSelector('body[data-gallery="1"]');
+    assert.equal(await page.inputValue('#prompt'), 'a red fox');
+    await page.click('.gallery-item button.delete');
+    await page.waitForSelector('body[data-gallery="0"]');
+    assert.equal(await page.isVisible('#gallery-empty'), true);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Ctrl+Enter generates; what stops it is said in words', async () => {
+  const { context, page } = await open();
+  try {
+    await page.selectOption('#model-select', 'tiny-sd1');
+    await page.fill('#prompt', 'a lighthouse');
+    await page.press('#prompt', 'Control+Enter');
+    assert.equal(await page.textContent('#error'), 'Download a model first.');
+
+    // A stored model: the worker tries to load it. This build's wasm cannot generate yet (or, once
+    // it can, the synthetic model is no network): either way an error in words, no crash.
+    await downloadByUrl(page, new URL(synth.manifest('c'), site.url).href);
+    await waitForMessage(page, 'downloaded', new URL(synth.manifest('c'), site.url).href);
+    await page.press('#prompt', 'Control+Enter');
+    const error = await waitForMessage(page, 'error');
+    assert.equal(error.phase, 'load');
+    assert.match(error.message, /cannot generate yet|manifest/);
+    await page.waitForSelector('#error:not([hidden])');
+    assert.equal(await page.textContent('#error'), error.message);
+    assert.equal(await page.isEnabled('#generate'), true, 'Generate stayed disabled after the error');
+  } finally {
+    await context.close();
+  }
+});
+
+test('img2img start image: choose a file, see it, remove it', async () => {
+  const { context, page } = await open();
+  try {
+    const onePixelPng = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+    await page.setInputFiles('#init-image-file', { name: 'start.png', mimeType: 'image/png', buffer: onePixelPng });
+    await page.waitForSelector('#init-image-shown:not([hidden])');
+    assert.equal(await page.locator('#init-image-preview').evaluate((img) => img.decode().then(() => img.naturalWidth)), 1);
+    await page.click('#init-image-clear');
+    assert.equal(await page.isHidden('#init-image-shown'), true);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'init-image-file');
+  } finally {
+    await context.close();
+  }
+});
+
+test('every control has a label, and a phone gets one column', async () => {
+  const { context, page } = await open();
+  try {
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+      .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label')).map((el) => el.id || el.outerHTML));
+    assert.deepEqual(unlabelled, []);
+    const columns = () => page.evaluate(() => getComputedStyle(document.querySelector('main')).gridTemplateColumns.split(' ').length);
+    assert.equal(await columns(), 2);
+    await page.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await columns(), 1);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.equal(overflow, 0, 'the page scrolls sideways on a phone');
+  } finally {
+    await context.close();
+  }
+});

@@ -1,0 +1,173 @@
+// The generation settings form: reading it into the worker's `generate` params, filling it back
+// (reuse settings, last session), seeds, size presets and the img2img start image.
+
+const $ = (id) => document.getElementById(id);
+const SAVED = 'websd-settings';
+export const SCHEDULERS = ['ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_karras', 'lms', 'lcm', 'pndm'];
+const MAX_SEED = 2 ** 32 - 1;
+
+let initImage = null; // Blob of the img2img start image, or null
+let initImageUrl = null;
+
+export function randomSeed() {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+function roundTo8(n, min = 64, max = 2048) {
+  return Math.min(max, Math.max(min, Math.round(n / 8) * 8));
+}
+
+function number(id, { min, max, integer = true, fallback }) {
+  let v = Number($(id).value);
+  if (!Number.isFinite(v) || $(id).value === '') v = fallback;
+  if (integer) v = Math.round(v);
+  v = Math.min(max, Math.max(min, v));
+  $(id).value = v;
+  return v;
+}
+
+function syncPreset() {
+  const key = `${$('width').value}x${$('height').value}`;
+  const preset = $('size-preset');
+  preset.value = [...preset.options].some((o) => o.value === key) ? key : '';
+}
+
+/** The settings as plain data (what the gallery keeps for "reuse settings"). */
+function formValues() {
+  return {
+    prompt: $('prompt').value,
+    negative_prompt: $('negative-prompt').value,
+    steps: number('steps', { min: 1, max: 150, fallback: 20 }),
+    guidance_scale: number('guidance', { min: 0, max: 30, integer: false, fallback: 7.5 }),
+    seed: number('seed', { min: 0, max: MAX_SEED, fallback: 0 }),
+    width: roundTo8(number('width', { min: 64, max: 2048, fallback: 512 })),
+    height: roundTo8(number('height', { min: 64, max: 2048, fallback: 512 })),
+    scheduler: SCHEDULERS.includes($('scheduler').value) ? $('scheduler').value : 'euler_a',
+    batch_count: number('batch', { min: 1, max: 16, fallback: 1 }),
+    strength: number('strength', { min: 0, max: 1, integer: false, fallback: 0.75 }),
+    preview: $('preview').checked,
+  };
+}
+
+/**
+ * Reads the form for a new generation: draws a new seed unless it is kept, and decodes the
+ * img2img start image to RGBA at the chosen size. Returns {params, settings}.
+ */
+export async function readForGenerate() {
+  if (!$('seed-lock').checked) $('seed').value = randomSeed();
+  const settings = formValues();
+  $('width').value = settings.width;
+  $('height').value = settings.height;
+  syncPreset();
+  save();
+  const params = { ...settings };
+  if (initImage) params.init_image = await imagePixels(initImage, settings.width, settings.height);
+  else delete params.strength;
+  return { params, settings: { ...settings, img2img: Boolean(initImage) } };
+}
+
+/** Fills the form from saved settings (a gallery image's, or the last session's). */
+export function applySettings(s, { lockSeed = true } = {}) {
+  if (!s) return;
+  const set = (id, v) => { if (v !== undefined && v !== null) $(id).value = v; };
+  set('prompt', s.prompt);
+  set('negative-prompt', s.negative_prompt);
+  set('steps', s.steps);
+  set('guidance', s.guidance_scale);
+  set('seed', s.seed);
+  set('width', s.width);
+  set('height', s.height);
+  if (SCHEDULERS.includes(s.scheduler)) $('scheduler').value = s.scheduler;
+  set('batch', s.batch_count);
+  set('strength', s.strength);
+  if (typeof s.preview === 'boolean') $('preview').checked = s.preview;
+  if (lockSeed) $('seed-lock').checked = true;
+  $('strength-value').textContent = Number($('strength').value).toFixed(2);
+  syncPreset();
+  save();
+}
+
+function save() {
+  try {
+    localStorage.setItem(SAVED, JSON.stringify({ ...formValues(), seedLocked: $('seed-lock').checked }));
+  } catch { /* storage full or disabled: the form still works, only without memory */ }
+}
+
+function restore() {
+  let saved = null;
+  try { saved = JSON.parse(localStorage.getItem(SAVED) ?? 'null'); } catch { saved = null; }
+  if (saved) {
+    applySettings(saved, { lockSeed: false });
+    $('seed-lock').checked = Boolean(saved.seedLocked);
+  } else {
+    $('seed').value = randomSeed();
+  }
+}
+
+// ---- img2img start image ----------------------------------------------------------------------
+
+function setInitImage(blob) {
+  if (initImageUrl) URL.revokeObjectURL(initImageUrl);
+  initImage = blob;
+  initImageUrl = blob ? URL.createObjectURL(blob) : null;
+  $('init-image-preview').src = initImageUrl ?? '';
+  $('init-image-shown').hidden = !blob;
+  $('init-image-none').hidden = Boolean(blob);
+  if (!blob) $('init-image-file').value = '';
+}
+
+/** RGBA pixels of `blob`, scaled to cover width×height and centre-cropped. */
+async function imagePixels(blob, width, height) {
+  const bitmap = await createImageBitmap(blob);
+  const scale = Math.max(width / bitmap.width, height / bitmap.height);
+  const w = bitmap.width * scale, h = bitmap.height * scale;
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(bitmap, (width - w) / 2, (height - h) / 2, w, h);
+  bitmap.close();
+  const data = ctx.getImageData(0, 0, width, height).data;
+  return { width, height, pixels: new Uint8Array(data.buffer) };
+}
+
+function firstImage(items) {
+  for (const item of items ?? []) {
+    const file = item.kind === 'file' ? item.getAsFile() : item;
+    if (file?.type?.startsWith('image/')) return file;
+  }
+  return null;
+}
+
+function setUpInitImage() {
+  const zone = $('drop-zone');
+  $('init-image-file').addEventListener('change', (e) => setInitImage(e.target.files[0] ?? null));
+  $('init-image-clear').addEventListener('click', () => { setInitImage(null); $('init-image-file').focus(); });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    const file = firstImage(e.dataTransfer.files);
+    if (file) setInitImage(file);
+  });
+  // Pasting an image anywhere (outside text fields' own paste of text) sets the start image.
+  document.addEventListener('paste', (e) => {
+    const file = firstImage(e.clipboardData?.items);
+    if (file) { e.preventDefault(); setInitImage(file); }
+  });
+}
+
+export function setUpSettings() {
+  restore();
+  $('random-seed').addEventListener('click', () => { $('seed').value = randomSeed(); save(); });
+  $('size-preset').addEventListener('change', () => {
+    const [w, h] = $('size-preset').value.split('x');
+    if (w && h) { $('width').value = w; $('height').value = h; }
+    save();
+  });
+  for (const id of ['width', 'height']) {
+    $(id).addEventListener('change', () => { $(id).value = roundTo8(Number($(id).value) || 512); syncPreset(); save(); });
+  }
+  $('strength').addEventListener('input', () => { $('strength-value').textContent = Number($('strength').value).toFixed(2); });
+  $('settings').addEventListener('change', save);
+  setUpInitImage();
+}

@@ -31,6 +31,9 @@ pub enum Error {
     /// A generated image is unusable (NaN values, a flat colour); says which and why.
     #[error("bad image: {0}")]
     BadImage(String),
+    /// A converted model's manifest or shards are wrong (names the tensor or shard).
+    #[error(transparent)]
+    Weights(crate::weights::manifest::WeightsError),
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),

@@ -6,6 +6,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("probe") => cli::probe(&args[1..]),
         Some("gpu-info") => cli::gpu_info(),
+        Some("convert") => cli::convert(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -26,7 +27,10 @@ mod cli {
 
     pub const USAGE: &str = "usage: websd <command>
   probe [--device flex|wgpu]   print the probe computation's values as JSON
-  gpu-info                     print the GPU adapter wgpu opens, as JSON";
+  gpu-info                     print the GPU adapter wgpu opens, as JSON
+  convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32]
+          [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
+                               a diffusers folder or LDM .safetensors file → manifest.json + shards";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -46,6 +50,44 @@ mod cli {
     pub fn gpu_info() -> Result<(), String> {
         let (_, info) = pollster::block_on(websd::gpu::open_gpu())?;
         println!("{}", serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// `websd convert`: see docs/FORMAT.md.
+    pub fn convert(args: &[String]) -> Result<(), String> {
+        use websd::weights::convert::{self, ConvertOptions, Quant};
+        let mut opts = ConvertOptions::default();
+        let (mut src, mut out) = (None, None);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--out" => out = Some(std::path::PathBuf::from(value()?)),
+                "--quant" => opts.quant = Quant::parse(&value()?).map_err(|e| e.to_string())?,
+                "--text-encoder-quant" => opts.text_encoder_quant = Some(Quant::parse(&value()?).map_err(|e| e.to_string())?),
+                "--vae" => {
+                    opts.vae_f32 = match value()?.as_str() {
+                        "f16" => false,
+                        "f32" => true,
+                        v => return Err(format!("--vae {v:?}: use f16 or f32")),
+                    }
+                }
+                "--taesd" => opts.taesd = Some(value()?.into()),
+                "--name" => opts.name = Some(value()?),
+                "--configs" => opts.configs = Some(value()?.into()),
+                "--q4-min" => opts.q4_min = true,
+                s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
+                s if src.is_none() => src = Some(std::path::PathBuf::from(s)),
+                s => return Err(format!("unexpected argument {s}\n{USAGE}")),
+            }
+        }
+        let (src, out) = match (src, out) {
+            (Some(s), Some(o)) => (s, o),
+            _ => return Err(format!("convert needs SRC and --out DIR\n{USAGE}")),
+        };
+        let converted = convert::convert(&src, &out, &opts).map_err(|e| e.to_string())?;
+        print!("{}", convert::size_table(&converted));
+        println!("wrote {}", out.join("manifest.json").display());
         Ok(())
     }
 }

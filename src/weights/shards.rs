@@ -165,9 +165,17 @@ impl TensorSource for ManifestSource {
             return Err(Error::ShapeMismatch { name: full_name(&t.component, name), expected: shape.to_vec(), found: stored });
         }
         let bytes = self.store.get(t.shard as usize)?;
-        // The manifest was validated against the shard sizes, and the shard against the manifest.
-        let range = |offset: u64, length: u64| &bytes[offset as usize..(offset + length) as usize];
-        let data = range(t.offset, t.length);
+        // Validation makes every range fit its shard; a store built for another manifest could
+        // still hand in other bytes, so ranges are checked rather than trusted.
+        let shard = t.shard;
+        let tensor = full_name(&t.component, name);
+        let range = |offset: u64, length: u64| -> Result<&[u8]> {
+            let end = offset.checked_add(length).filter(|&e| e <= bytes.len() as u64);
+            end.map(|e| &bytes[offset as usize..e as usize]).ok_or_else(|| {
+                WeightsError::OutOfShard { tensor: tensor.clone(), what: "data", shard, offset, length, shard_size: bytes.len() as u64 }.into()
+            })
+        };
+        let data = range(t.offset, t.length)?;
         let (rows, cols) = t.rows_cols();
         let m = Matrix { rows, cols };
         let n = t.numel();
@@ -188,11 +196,14 @@ impl TensorSource for ManifestSource {
             }
             StorageDtype::Q8 | StorageDtype::Q4 => {
                 let q = t.quant.as_ref().expect("validated: quantized tensors have parameters");
-                let scales = quant::read_f16(range(q.scales.offset, q.scales.length));
+                let scales = quant::read_f16(range(q.scales.offset, q.scales.length)?);
                 if t.dtype == StorageDtype::Q8 {
                     quant::dequantize_q8(data, &scales, m, device)
                 } else {
-                    let mins = q.mins.map(|r| quant::read_f16(range(r.offset, r.length)));
+                    let mins = match q.mins {
+                        Some(r) => Some(quant::read_f16(range(r.offset, r.length)?)),
+                        None => None,
+                    };
                     quant::dequantize_q4(data, &scales, mins.as_deref(), m, device)
                 }
             }

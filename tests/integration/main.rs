@@ -5,3 +5,4 @@ mod common;
 mod taesd;
 mod unet;
 mod vae;
+mod weights;

@@ -28,7 +28,7 @@ mod cli {
     pub const USAGE: &str = "usage: websd <command>
   probe [--device flex|wgpu]   print the probe computation's values as JSON
   gpu-info                     print the GPU adapter wgpu opens, as JSON
-  convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32]
+  convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards";
 
@@ -65,13 +65,7 @@ mod cli {
                 "--out" => out = Some(std::path::PathBuf::from(value()?)),
                 "--quant" => opts.quant = Quant::parse(&value()?).map_err(|e| e.to_string())?,
                 "--text-encoder-quant" => opts.text_encoder_quant = Some(Quant::parse(&value()?).map_err(|e| e.to_string())?),
-                "--vae" => {
-                    opts.vae_f32 = match value()?.as_str() {
-                        "f16" => false,
-                        "f32" => true,
-                        v => return Err(format!("--vae {v:?}: use f16 or f32")),
-                    }
-                }
+                "--vae" => opts.vae = convert::VaeStorage::parse(&value()?).map_err(|e| e.to_string())?,
                 "--taesd" => opts.taesd = Some(value()?.into()),
                 "--name" => opts.name = Some(value()?),
                 "--configs" => opts.configs = Some(value()?.into()),

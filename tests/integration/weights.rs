@@ -142,8 +142,16 @@ fn round_trip_f16_q8_q4() {
 #[test]
 fn models_from_converted_weights_match_diffusers() {
     let device = Device::flex();
-    for (quant, unet_tol, clip_tol) in [(Quant::F16, 2e-3, 2e-3), (Quant::Q8, 0.12, 0.04), (Quant::Q4, 0.6, 0.04)] {
-        let (dir, manifest) = convert_to(&fixtures().join("sd1"), quant, &format!("model-{quant:?}"));
+    // Output errors of the random-weight fixture UNet are an amplified view of the per-tensor
+    // errors (q8 ≈ 0.6% per tensor gave 7.7% at the output, q4 ≈ 8.6% gave 38%): ~500 random
+    // tensors with gain 1.5 and no training to make them smooth. The bounds are those
+    // measurements with headroom; they catch a broken dequantization (errors of order 1), the
+    // per-tensor bounds in `round_trip_f16_q8_q4` are the precise check.
+    for (quant, unet_tol, clip_tol, vae_tol) in [(Quant::F16, 2e-3, 2e-3, 2e-3), (Quant::Q8, 0.12, 0.04, 0.03), (Quant::Q4, 0.6, 0.04, 0.03)] {
+        let dir = TempDir::new("model");
+        let vae = if quant == Quant::F16 { convert::VaeStorage::F16 } else { convert::VaeStorage::Q8 };
+        let opts = ConvertOptions { quant, vae, min_quant_elements: 256, ..Default::default() };
+        let manifest = convert::convert(&fixtures().join("sd1"), &dir.0, &opts).unwrap().manifest;
         let cfg = |c: &str| manifest.components[c].to_string();
 
         let mut src = source(&manifest, &dir.0, "unet");
@@ -161,12 +169,12 @@ fn models_from_converted_weights_match_diffusers() {
         let rows: Vec<Vec<i64>> = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
         assert_close(&format!("text encoder from {quant:?}"), clip.forward(&rows, 1).unwrap().hidden, &reference, "case0.last_hidden_state", clip_tol);
 
-        // The VAE stays f16 whatever the UNet's quantization.
+        // The VAE in f16, or q8 with the quantized runs.
         let mut src = source(&manifest, &dir.0, "vae");
-        let vae = AutoencoderKL::load(&VaeConfig::from_json(&cfg("vae")).unwrap(), &mut WeightLoader::new(&mut src, &device)).unwrap();
+        let vae_model = AutoencoderKL::load(&VaeConfig::from_json(&cfg("vae")).unwrap(), &mut WeightLoader::new(&mut src, &device)).unwrap();
         let reference = parity("sd1/vae");
         let latents = reference.tensor::<4>("case0.latents", &device).unwrap();
-        assert_close(&format!("vae decoder from {quant:?}"), vae.decode(latents), &reference, "case0.decoded", 2e-3);
+        assert_close(&format!("vae decoder with {quant:?} run ({vae:?})"), vae_model.decode(latents), &reference, "case0.decoded", vae_tol);
     }
 }
 
@@ -498,5 +506,88 @@ mod fuzz {
             std::fs::rename(&c.dir.0, &keep).unwrap();
             keep
         })
+    }
+}
+
+/// The download of the real SD 1.5 (text encoder, UNet, VAE decoder) under each setting, from the
+/// real architectures' tensor shapes (random weights: nothing to download). Prints the table the
+/// report quotes; asserts `--quant q4 --vae q8` stays within 0.65 GB (with the VAE in f16 it is
+/// 0.656 GB).
+#[test]
+fn sd15_download_sizes() {
+    use websd::model::config::VaeConfig;
+    use websd::weights::RandomSource;
+    let device = Device::flex();
+    let mut shapes: Vec<(&str, String, Vec<usize>)> = Vec::new();
+    let mut record = |component: &'static str, src: &RandomSource| {
+        for n in src.names() {
+            shapes.push((component, n.clone(), src.shape(&n).unwrap()));
+        }
+    };
+    let mut src = RandomSource::new();
+    ClipTextModel::load(&ClipConfig::sd1(), &mut WeightLoader::new(&mut src, &device)).unwrap();
+    record("text_encoder", &src);
+    let mut src = RandomSource::new();
+    AutoencoderKL::load(&VaeConfig::sd(), &mut WeightLoader::new(&mut src, &device)).unwrap();
+    record("vae", &src);
+    let mut src = RandomSource::new();
+    UNet2DConditionModel::load(&UNetConfig::sd15(), &mut WeightLoader::new(&mut src, &device)).unwrap();
+    record("unet", &src);
+    use websd::weights::convert::VaeStorage;
+    let settings = [
+        ("f16", Quant::F16, None, false, VaeStorage::F16),
+        ("q8", Quant::Q8, None, false, VaeStorage::F16),
+        ("q4 (text encoder q8)", Quant::Q4, Some(Quant::Q8), false, VaeStorage::F16),
+        ("q4", Quant::Q4, None, false, VaeStorage::F16),
+        ("q4 + min", Quant::Q4, None, true, VaeStorage::F16),
+        ("q4, VAE q8", Quant::Q4, None, false, VaeStorage::Q8),
+    ];
+    let mut q4_total = 0;
+    for (label, quant, te, q4_min, vae) in settings {
+        let opts = ConvertOptions { quant, text_encoder_quant: te, q4_min, vae, ..Default::default() };
+        let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+        for (c, n, shape) in &shapes {
+            if *c == "vae" && (n.starts_with("encoder.") || n.starts_with("quant_conv.")) {
+                continue; // text-to-image does not download the VAE encoder
+            }
+            let dtype = convert::storage_for(c, n, shape, &opts);
+            *per.entry(c).or_default() += convert::stored_size(dtype, shape, q4_min);
+        }
+        let total: u64 = per.values().sum();
+        println!(
+            "SD 1.5 {label:<22} text encoder {:>7.1} MB  UNet {:>7.1} MB  VAE decoder {:>6.1} MB  total {:.3} GB",
+            per["text_encoder"] as f64 / 1e6,
+            per["unet"] as f64 / 1e6,
+            per["vae"] as f64 / 1e6,
+            total as f64 / 1e9
+        );
+        if label == "q4, VAE q8" {
+            q4_total = total;
+        }
+    }
+    assert!(q4_total <= 650_000_000, "SD 1.5 q4 + VAE q8 download {q4_total} bytes is over 0.65 GB");
+}
+
+/// q4 with an f16 min per block against symmetric q4 on the fixtures' tensors: the min variant
+/// lowers the error by about a tenth for 11% more bytes per q4 tensor, so it stays opt-in
+/// (`--q4-min`); the default keeps SD 1.5 within 0.65 GB.
+#[test]
+fn q4_min_versus_symmetric() {
+    for folder in ["sd1", "sd2"] {
+        let mut errs = Vec::new();
+        for q4_min in [false, true] {
+            let dir = TempDir::new("q4min");
+            let opts = ConvertOptions { quant: Quant::Q4, q4_min, min_quant_elements: 256, ..Default::default() };
+            let c = convert::convert(&fixtures().join(folder), &dir.0, &opts).unwrap();
+            let (num, den, bytes) = c
+                .sizes
+                .iter()
+                .filter(|((_, dtype), _)| dtype == "q4")
+                .fold((0.0, 0.0, 0), |(n, d, b), (_, r)| (n + r.err_num, d + r.err_den, b + r.bytes));
+            let err = (num / den).sqrt();
+            println!("{folder} q4{}: relative error {err:.4e}, {bytes} bytes", if q4_min { " + min" } else { "" });
+            errs.push(err);
+        }
+        assert!(errs[1] < errs[0], "{folder}: the min variant should lower the error");
     }
 }

@@ -591,3 +591,28 @@ fn q4_min_versus_symmetric() {
         assert!(errs[1] < errs[0], "{folder}: the min variant should lower the error");
     }
 }
+
+/// The device path on wgpu (WGSL: i32 words, shifts, masks; f16 uploads): every tensor of a q4
+/// conversion (q4, q8 and f16 entries) equals the CPU backend's. Needs a wgpu adapter (lavapipe
+/// works): `cargo test --release --test integration weights::wgpu -- --ignored`.
+#[test]
+#[ignore = "needs a wgpu adapter"]
+fn wgpu_dequantization_matches_cpu() {
+    let (gpu, info) = pollster::block_on(websd::gpu::open_gpu()).expect("a wgpu adapter");
+    println!("wgpu adapter: {info:?}");
+    let (dir, manifest) = convert_to(&fixtures().join("sd1"), Quant::Q4, "wgpu");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for component in ["text_encoder", "unet", "vae"] {
+        let mut on_gpu = source(&manifest, &dir.0, component);
+        let cpu = load_all(&manifest, &dir.0, component);
+        for (name, want) in &cpu {
+            let shape = on_gpu.shape(name).unwrap();
+            let got = values(on_gpu.load(name, &shape, &gpu).unwrap());
+            let err = rel_err(&got, want);
+            assert!(err < 1e-6, "{component}/{name}: wgpu differs from CPU by {err:.2e}");
+            *counts.entry(on_gpu.entry(name).unwrap().dtype.as_str()).or_default() += 1;
+        }
+    }
+    println!("wgpu = CPU for {counts:?}");
+    assert!(counts.contains_key("q4") && counts.contains_key("q8") && counts.contains_key("f16"));
+}

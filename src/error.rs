@@ -34,6 +34,9 @@ pub enum Error {
     /// The user cancelled the generation.
     #[error("cancelled")]
     Cancelled,
+    /// A converted model's manifest or shards are wrong (names the tensor or shard).
+    #[error(transparent)]
+    Weights(crate::weights::manifest::WeightsError),
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),

@@ -8,6 +8,7 @@ fn main() {
         Some("gpu-info") => cli::gpu_info(),
         Some("parity") => cli::parity(&args[1..]),
         Some("memory") => cli::memory(&args[1..]),
+        Some("convert") => cli::convert(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -34,7 +35,10 @@ mod cli {
                                parity.safetensors) and compare with its reference outputs;
                                fails when an f32 relative error exceeds 1e-4 (f16 is reported)
   memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
-                               the largest GPU buffers of one generation, from the configs";
+                               the largest GPU buffers of one generation, from the configs
+  convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
+          [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
+                               a diffusers folder or LDM .safetensors file → manifest.json + shards";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -111,6 +115,38 @@ mod cli {
             let mib = b.bytes as f64 / (1 << 20) as f64;
             println!("{mib:>10.1}  {:<6}  {}", if b.bytes <= 128 << 20 { "yes" } else { "NO" }, b.what);
         }
+        Ok(())
+    }
+
+    /// `websd convert`: see docs/FORMAT.md.
+    pub fn convert(args: &[String]) -> Result<(), String> {
+        use websd::weights::convert::{self, ConvertOptions, Quant};
+        let mut opts = ConvertOptions::default();
+        let (mut src, mut out) = (None, None);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--out" => out = Some(std::path::PathBuf::from(value()?)),
+                "--quant" => opts.quant = Quant::parse(&value()?).map_err(|e| e.to_string())?,
+                "--text-encoder-quant" => opts.text_encoder_quant = Some(Quant::parse(&value()?).map_err(|e| e.to_string())?),
+                "--vae" => opts.vae = convert::VaeStorage::parse(&value()?).map_err(|e| e.to_string())?,
+                "--taesd" => opts.taesd = Some(value()?.into()),
+                "--name" => opts.name = Some(value()?),
+                "--configs" => opts.configs = Some(value()?.into()),
+                "--q4-min" => opts.q4_min = true,
+                s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
+                s if src.is_none() => src = Some(std::path::PathBuf::from(s)),
+                s => return Err(format!("unexpected argument {s}\n{USAGE}")),
+            }
+        }
+        let (src, out) = match (src, out) {
+            (Some(s), Some(o)) => (s, o),
+            _ => return Err(format!("convert needs SRC and --out DIR\n{USAGE}")),
+        };
+        let converted = convert::convert(&src, &out, &opts).map_err(|e| e.to_string())?;
+        print!("{}", convert::size_table(&converted));
+        println!("wrote {}", out.join("manifest.json").display());
         Ok(())
     }
 }

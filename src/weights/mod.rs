@@ -3,12 +3,21 @@
 //! Every model part is built through a [`WeightLoader`], which asks a [`TensorSource`] for each
 //! tensor by its diffusers/transformers name, checks the shape, and tracks which names were used so
 //! that leftovers are reported. Sources: safetensors files (diffusers folders), random values (the
-//! full-size configs in tests and benchmarks, no download), and later the quantized shard format.
+//! full-size configs in tests and benchmarks, no download), and converted models (manifest.json + sha256-named shards, f16/q8/q4; see docs/FORMAT.md).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
 pub mod loader;
+pub mod manifest;
+pub mod quant;
 pub mod random;
 pub mod safetensors;
+pub mod shards;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod single_file;
 
 pub use loader::{TensorSource, WeightLoader};
 pub use random::RandomSource;
+pub use manifest::{Manifest, WeightsError};
 pub use safetensors::SafetensorsSource;
+pub use shards::{ManifestSource, ShardStore};

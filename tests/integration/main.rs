@@ -9,3 +9,4 @@ mod taesd;
 mod tokenizer;
 mod unet;
 mod vae;
+mod weights;

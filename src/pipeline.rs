@@ -249,3 +249,44 @@ fn pad_token(dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
         None => 49407,
     }
 }
+
+impl StableDiffusion {
+    /// Builds the model from a converted model's prepared tensors (see `weights::prepared`).
+    /// `dtype` is the UNet's and text encoder's; the VAE and TAESD stay f32.
+    pub fn from_prepared(
+        manifest: &crate::weights::Manifest,
+        mut prepared: std::collections::HashMap<String, crate::weights::prepared::PreparedSource>,
+        device: &Device,
+        dtype: FloatDType,
+    ) -> Result<Self> {
+        use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}, taesd::TaesdConfig};
+        use crate::weights::WeightLoader;
+        let config = |name: &str| {
+            manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")))
+        };
+        let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
+        let text_encoder = ClipTextModel::load(&ClipConfig::from_json(&config("text_encoder")?)?, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
+        let unet = UNet2DConditionModel::load(&UNetConfig::from_json(&config("unet")?)?, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
+        let vae = AutoencoderKL::load(&VaeConfig::from_json(&config("vae")?)?, &mut WeightLoader::new(&mut source("vae")?, device))?;
+        let taesd = match manifest.components.get("taesd") {
+            Some(c) => Some(Taesd::load(&TaesdConfig::from_json(&c.to_string())?, &mut WeightLoader::new(&mut source("taesd")?, device))?),
+            None => None,
+        };
+        let scheduler_config = SchedulerConfig::from_json(&manifest.scheduler.to_string())?;
+        Ok(Self {
+            text_encoder,
+            unet,
+            vae,
+            taesd,
+            default_scheduler: scheduler_config
+                .class_name
+                .as_deref()
+                .and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas))
+                .unwrap_or(SchedulerKind::Euler),
+            scheduler_config,
+            pad_token: manifest.tokenizer.pad_token_id as i64,
+            device: device.clone(),
+            dtype,
+        })
+    }
+}

@@ -9,6 +9,7 @@
 pub mod convert;
 pub mod loader;
 pub mod manifest;
+pub mod prepared;
 pub mod quant;
 pub mod random;
 pub mod safetensors;

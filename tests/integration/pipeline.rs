@@ -9,7 +9,7 @@ use websd::weights::SafetensorsSource;
 use crate::common::{fixtures, rel_err, values};
 
 /// Replays what diffusers drew: the initial latents, then one noise tensor per noisy step.
-struct Recorded<'a> {
+pub struct Recorded<'a> {
     trace: &'a SafetensorsSource,
     draws: usize,
 }
@@ -28,11 +28,21 @@ impl NoiseSource for Recorded<'_> {
 }
 
 fn replay(name: &str) {
-    let dir = fixtures().join("pipeline");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    let trace = SafetensorsSource::from_file(dir.join(format!("{name}.safetensors"))).unwrap();
-    let device = Device::flex();
-    let sd = StableDiffusion::from_diffusers_dir(fixtures().join(meta["folder"].as_str().unwrap()), &device).unwrap();
+    let meta = meta(name);
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join(meta["folder"].as_str().unwrap()), &Device::flex()).unwrap();
+    let err = replay_with(name, &sd);
+    assert!(err < 1e-4, "{name}: image relative error {err:.2e}");
+}
+
+pub fn meta(name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("pipeline").join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+/// Runs pipeline fixture `name` on `sd` with the recorded noise; returns the image's relative
+/// error against diffusers'.
+pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
+    let meta = meta(name);
+    let trace = SafetensorsSource::from_file(fixtures().join("pipeline").join(format!("{name}.safetensors"))).unwrap();
     let ids = |n: &str| vec![trace.read_i64(n).unwrap().0];
     let class = meta["scheduler"].as_str().unwrap();
     let request = Request {
@@ -63,7 +73,7 @@ fn replay(name: &str) {
     let ours = values(((image + 1.0) / 2.0).clamp(0.0, 1.0).permute([0, 2, 3, 1]));
     let err = rel_err(&ours, &trace.read_f32("image").unwrap().0);
     println!("{name}: image relative error {err:.2e}");
-    assert!(err < 1e-4, "{name}: image relative error {err:.2e}");
+    err
 }
 
 #[test]

@@ -616,3 +616,27 @@ fn wgpu_dequantization_matches_cpu() {
     println!("wgpu = CPU for {counts:?}");
     assert!(counts.contains_key("q4") && counts.contains_key("q8") && counts.contains_key("f16"));
 }
+
+/// A converted model loads shard by shard through `prepared` (the browser's path) and generates
+/// what diffusers generates from the original weights (f16 storage: within 2e-3).
+#[test]
+fn converted_model_generates_like_diffusers() {
+    let (dir, manifest) = convert_to(&fixtures().join("sd1"), Quant::F16, "pipeline");
+    let device = Device::flex();
+    let mut done = Vec::new();
+    let prepared = pollster::block_on(websd::weights::prepared::prepare(
+        &manifest,
+        &device,
+        |_, entry| {
+            let path = dir.0.join(&entry.file);
+            async move { std::fs::read(&path).map_err(|e| websd::Error::io(&path, e)) }
+        },
+        |d, t| done.push((d, t)),
+    ))
+    .unwrap();
+    assert_eq!(done.last(), Some(&(manifest.shards.len(), manifest.shards.len())));
+    let sd = websd::pipeline::StableDiffusion::from_prepared(&manifest, prepared, &device, burn::tensor::FloatDType::F32).unwrap();
+    assert!(sd.taesd.is_some(), "the converted model carries TAESD");
+    let err = crate::pipeline::replay_with("sd1_euler", &sd);
+    assert!(err < 2e-3, "converted f16 model: image relative error {err:.2e}");
+}

@@ -5,6 +5,7 @@
 //! tests.
 
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod image;
 pub mod memory;

@@ -8,6 +8,7 @@ fn main() {
         Some("gpu-info") => cli::gpu_info(),
         Some("parity") => cli::parity(&args[1..]),
         Some("memory") => cli::memory(&args[1..]),
+        Some("generate") => cli::generate(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
@@ -36,6 +37,10 @@ mod cli {
                                fails when an f32 relative error exceeds 1e-4 (f16 is reported)
   memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
                                the largest GPU buffers of one generation, from the configs
+  generate MODEL --prompt TEXT [--negative TEXT] [--steps 20] [--guidance 7.5] [--seed 0]
+           [--width 512] [--height 512] [--scheduler NAME] [--batch 1] [--clip-skip 1]
+           [--init IMAGE.png --strength 0.75] [--taesd] [--device wgpu|flex] [--dtype f32|f16]
+           [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards";
@@ -148,5 +153,92 @@ mod cli {
         print!("{}", convert::size_table(&converted));
         println!("wrote {}", out.join("manifest.json").display());
         Ok(())
+    }
+
+    /// `websd generate`: text (and optionally an image) to PNG files.
+    pub fn generate(args: &[String]) -> Result<(), String> {
+        use websd::generate::Settings;
+        use websd::pipeline::StableDiffusion;
+        let model = match args.first() {
+            Some(m) if !m.starts_with("--") => std::path::PathBuf::from(m),
+            _ => return Err(format!("generate needs a model folder\n{USAGE}")),
+        };
+        let num = |flag: &str, default: &str| -> Result<f64, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
+        let settings = Settings {
+            prompt: opt(args, "--prompt", "").to_string(),
+            negative_prompt: opt(args, "--negative", "").to_string(),
+            steps: num("--steps", "20")? as usize,
+            guidance_scale: num("--guidance", "7.5")?,
+            seed: opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?,
+            width: num("--width", "512")? as usize,
+            height: num("--height", "512")? as usize,
+            scheduler: opt(args, "--scheduler", "").to_string(),
+            batch_count: num("--batch", "1")? as usize,
+            clip_skip: num("--clip-skip", "1")? as usize,
+            strength: num("--strength", "0.75")?,
+            fast_decode: args.iter().any(|a| a == "--taesd"),
+        };
+        let device = device_arg(args)?;
+        let dtype = dtype_arg(args)?;
+        let started = std::time::Instant::now();
+        let sd = if model.join("manifest.json").is_file() {
+            let manifest = websd::weights::Manifest::parse(&std::fs::read(model.join("manifest.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let prepared = pollster::block_on(websd::weights::prepared::prepare(
+                &manifest,
+                &device,
+                |_, entry| {
+                    let path = model.join(&entry.file);
+                    async move { std::fs::read(&path).map_err(|e| websd::Error::io(&path, e)) }
+                },
+                |_, _| {},
+            ))
+            .map_err(|e| e.to_string())?;
+            StableDiffusion::from_prepared(&manifest, prepared, &device, dtype).map_err(|e| e.to_string())?
+        } else {
+            let mut sd = StableDiffusion::from_diffusers_dir(&model, &device).map_err(|e| e.to_string())?;
+            if dtype != burn::tensor::FloatDType::F32 {
+                return Err("--dtype f16 needs a converted model (websd convert)".into());
+            }
+            sd.dtype = dtype;
+            sd
+        };
+        eprintln!("loaded {} in {:.1} s", model.display(), started.elapsed().as_secs_f64());
+        let init = match args.iter().position(|a| a == "--init") {
+            Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let images = pollster::block_on(sd.generate_images(&settings, init.as_ref(), &name, |done, total, _| {
+            eprint!("\rstep {done}/{total}");
+            async { true }
+        }))
+        .map_err(|e| e.to_string())?;
+        eprintln!("\r{} image(s) in {:.1} s", images.len(), started.elapsed().as_secs_f64());
+        let out = std::path::PathBuf::from(opt(args, "--out", "out.png"));
+        for (b, g) in images.iter().enumerate() {
+            let path = if images.len() == 1 { out.clone() } else { out.with_file_name(format!("{}-{b}.png", out.file_stem().unwrap_or_default().to_string_lossy())) };
+            std::fs::write(&path, &g.png).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("{} (seed {})", path.display(), g.seed);
+        }
+        Ok(())
+    }
+
+    /// An RGBA8 image from a PNG file (for img2img).
+    fn read_png(path: &str) -> Result<websd::image::RgbaImage, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::normalize_to_color8() | png::Transformations::ALPHA);
+        let mut reader = decoder.read_info().map_err(|e| format!("{path}: {e}"))?;
+        let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+        let info = reader.next_frame(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+        buf.truncate(info.buffer_size());
+        let (w, h) = (info.width as usize, info.height as usize);
+        let pixels = match info.color_type {
+            png::ColorType::Rgba => buf,
+            png::ColorType::GrayscaleAlpha => buf.chunks(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+            other => return Err(format!("{path}: unsupported PNG colour type {other:?}")),
+        };
+        Ok(websd::image::RgbaImage { width: w, height: h, pixels })
     }
 }

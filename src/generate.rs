@@ -67,11 +67,12 @@ pub struct Generated {
 }
 
 impl StableDiffusion {
-    /// Tokenizes `text` into 77-id chunks with this model's padding.
-    pub fn tokenize(&self, text: &str) -> Result<Vec<Vec<i64>>> {
+    /// Tokenizes `text` (A1111 weighting syntax) into 77-id chunks with this model's padding,
+    /// and the weight of each id.
+    pub fn tokenize(&self, text: &str) -> Result<(Vec<Vec<i64>>, Vec<Vec<f32>>)> {
         let tokenizer = ClipTokenizer::new(self.pad_token as u32)?;
-        let encoded = tokenizer.encode(text)?;
-        Ok(encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect())
+        let encoded = tokenizer.encode_weighted(text)?;
+        Ok((encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect(), encoded.weights))
     }
 
     /// The request for `settings`, with an optional input image (RGBA8, width×height).
@@ -86,9 +87,13 @@ impl StableDiffusion {
             }
             None => None,
         };
+        let (prompt, prompt_weights) = self.tokenize(&s.prompt)?;
+        let (negative_prompt, negative_weights) = self.tokenize(&s.negative_prompt)?;
         Ok(Request {
-            prompt: self.tokenize(&s.prompt)?,
-            negative_prompt: self.tokenize(&s.negative_prompt)?,
+            prompt,
+            negative_prompt,
+            prompt_weights,
+            negative_weights,
             steps: s.steps,
             guidance: s.guidance_scale,
             width: s.width,

@@ -42,6 +42,9 @@ pub enum Decoder {
 pub struct Request {
     pub prompt: Vec<Vec<i64>>,
     pub negative_prompt: Vec<Vec<i64>>,
+    /// A1111 prompt weights per id of each chunk (empty: all 1).
+    pub prompt_weights: Vec<Vec<f32>>,
+    pub negative_weights: Vec<Vec<f32>>,
     pub steps: usize,
     pub guidance: f64,
     pub width: usize,
@@ -90,9 +93,27 @@ fn guidance_embedding(guidance: f64, dim: usize, batch: usize, device: &Device) 
 }
 
 impl StableDiffusion {
-    /// Encodes 77-id chunks and joins them along the sequence ([1, 77·k, D]).
-    pub fn encode_prompt(&self, chunks: &[Vec<i64>], clip_skip: usize) -> Result<Tensor<3>> {
-        let parts = chunks.iter().map(|c| Ok(self.text_encoder.forward(std::slice::from_ref(c), clip_skip)?.hidden)).collect::<Result<Vec<_>>>()?;
+    /// Encodes 77-id chunks and joins them along the sequence ([1, 77·k, D]). With `weights`
+    /// (one per id), each chunk's embeddings are scaled per token and then rescaled to keep their
+    /// mean, as A1111 applies `(word:1.3)`.
+    pub fn encode_prompt(&self, chunks: &[Vec<i64>], weights: &[Vec<f32>], clip_skip: usize) -> Result<Tensor<3>> {
+        let mut parts = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let hidden = self.text_encoder.forward(std::slice::from_ref(chunk), clip_skip)?.hidden;
+            let hidden = match weights.get(i) {
+                Some(w) if w.len() == chunk.len() && w.iter().any(|&x| x != 1.0) => {
+                    let dtype = hidden.dtype();
+                    let z = hidden.cast(FloatDType::F32);
+                    let original_mean = z.clone().mean();
+                    let w = Tensor::<1>::from_data(burn::tensor::TensorData::new(w.clone(), [w.len()]), &self.device);
+                    let weighted = z * w.reshape([1, chunk.len(), 1]);
+                    let new_mean = weighted.clone().mean();
+                    (weighted * (original_mean / new_mean).unsqueeze::<3>()).cast(dtype)
+                }
+                _ => hidden,
+            };
+            parts.push(hidden);
+        }
         Ok(Tensor::cat(parts, 1))
     }
 
@@ -130,9 +151,9 @@ impl StableDiffusion {
             c.resize(chunks, self.empty_chunk());
             c
         };
-        let cond = self.encode_prompt(&pad(&req.prompt), req.clip_skip)?;
+        let cond = self.encode_prompt(&pad(&req.prompt), &req.prompt_weights, req.clip_skip)?;
         let context = if cfg {
-            let uncond = self.encode_prompt(&pad(&req.negative_prompt), req.clip_skip)?;
+            let uncond = self.encode_prompt(&pad(&req.negative_prompt), &req.negative_weights, req.clip_skip)?;
             Tensor::cat(vec![uncond.repeat_dim(0, b), cond.repeat_dim(0, b)], 0)
         } else {
             cond.repeat_dim(0, b)

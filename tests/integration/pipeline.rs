@@ -48,6 +48,8 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
     let request = Request {
         prompt: ids("prompt_ids"),
         negative_prompt: ids("negative_ids"),
+        prompt_weights: vec![],
+        negative_weights: vec![],
         steps: meta["steps"].as_u64().unwrap() as usize,
         guidance: meta["guidance"].as_f64().unwrap(),
         width: meta["width"].as_u64().unwrap() as usize,
@@ -105,6 +107,8 @@ fn cancel_stops_after_the_step_that_asked() {
     let request = Request {
         prompt: vec![empty.clone()],
         negative_prompt: vec![],
+        prompt_weights: vec![],
+        negative_weights: vec![],
         steps: 5,
         guidance: 7.0,
         width: 32,
@@ -123,4 +127,29 @@ fn cancel_stops_after_the_step_that_asked() {
     }));
     assert!(matches!(result, Err(websd::Error::Cancelled)));
     assert_eq!(calls, 2);
+}
+
+/// A1111 weighting: all-1 weights change nothing; a weight scales that token's embedding
+/// relative to the others and the chunk's mean is kept.
+#[test]
+fn prompt_weights_scale_tokens_and_keep_the_mean() {
+    let device = Device::flex();
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sd1"), &device).unwrap();
+    let mut ids = vec![49406, 320, 1125, 539, 49407];
+    ids.resize(77, 49407);
+    let plain = values(sd.encode_prompt(&[ids.clone()], &[], 1).unwrap());
+    let ones = values(sd.encode_prompt(&[ids.clone()], &[vec![1.0; 77]], 1).unwrap());
+    assert_eq!(plain, ones);
+    let mut w = vec![1.0; 77];
+    w[2] = 1.5;
+    let weighted = values(sd.encode_prompt(&[ids], &[w.clone()], 1).unwrap());
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    assert!((mean(&weighted) - mean(&plain)).abs() < 1e-5 * mean(&plain).abs().max(1.0), "mean kept");
+    let d = 16; // the fixture's hidden size
+    let scaled: Vec<f32> = plain.iter().enumerate().map(|(i, &p)| p * w[i / d]).collect();
+    let scale = (mean(&plain) / mean(&scaled)) as f32;
+    for (i, (&p, &q)) in plain.iter().zip(&weighted).enumerate() {
+        let expected = p * w[i / d] * scale;
+        assert!((q - expected).abs() < 1e-4 * expected.abs().max(1.0), "value {i}: {q} vs {expected}");
+    }
 }

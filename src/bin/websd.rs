@@ -9,6 +9,7 @@ fn main() {
         Some("parity") => cli::parity(&args[1..]),
         Some("memory") => cli::memory(&args[1..]),
         Some("generate") => cli::generate(&args[1..]),
+        Some("noise") => cli::noise(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
@@ -37,10 +38,12 @@ mod cli {
                                fails when an f32 relative error exceeds 1e-4 (f16 is reported)
   memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
                                the largest GPU buffers of one generation, from the configs
-  generate MODEL --prompt TEXT [--negative TEXT] [--steps 20] [--guidance 7.5] [--seed 0]
+  generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps 20] [--guidance 7.5] [--seed 0]
            [--width 512] [--height 512] [--scheduler NAME] [--batch 1] [--clip-skip 1]
-           [--init IMAGE.png --strength 0.75] [--taesd] [--device wgpu|flex] [--dtype f32|f16]
+           [--init IMAGE.png --strength 0.75] [--taesd] [--cpu] [--dtype f32|f16]
            [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder
+  noise --seed S [--stream N] [--count N]
+                               the seeded Gaussian noise as JSON (the browser test compares it)
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards";
@@ -159,10 +162,14 @@ mod cli {
     pub fn generate(args: &[String]) -> Result<(), String> {
         use websd::generate::Settings;
         use websd::pipeline::StableDiffusion;
-        let model = match args.first() {
-            Some(m) if !m.starts_with("--") => std::path::PathBuf::from(m),
+        let model = match (args.first(), args.iter().position(|a| a == "--model")) {
+            (_, Some(i)) => std::path::PathBuf::from(args.get(i + 1).ok_or("--model needs a folder")?),
+            (Some(m), None) if !m.starts_with("--") => std::path::PathBuf::from(m),
             _ => return Err(format!("generate needs a model folder\n{USAGE}")),
         };
+        if !model.is_dir() {
+            return Err(format!("{}: no such model folder (a converted model with manifest.json, or a diffusers folder)", model.display()));
+        }
         let num = |flag: &str, default: &str| -> Result<f64, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
         let settings = Settings {
             prompt: opt(args, "--prompt", "").to_string(),
@@ -178,7 +185,14 @@ mod cli {
             strength: num("--strength", "0.75")?,
             fast_decode: args.iter().any(|a| a == "--taesd"),
         };
-        let device = device_arg(args)?;
+        // The GPU by default (wgpu: Vulkan/Metal/DX12); `--cpu` for burn's CPU backend.
+        let device = if args.iter().any(|a| a == "--cpu") {
+            Device::flex()
+        } else if args.iter().any(|a| a == "--device") {
+            device_arg(args)?
+        } else {
+            pollster::block_on(websd::gpu::open_gpu())?.0
+        };
         let dtype = dtype_arg(args)?;
         let started = std::time::Instant::now();
         let sd = if model.join("manifest.json").is_file() {
@@ -240,5 +254,14 @@ mod cli {
             other => return Err(format!("{path}: unsupported PNG colour type {other:?}")),
         };
         Ok(websd::image::RgbaImage { width: w, height: h, pixels })
+    }
+
+    /// `websd noise`: the first values of a seed's noise stream, as JSON.
+    pub fn noise(args: &[String]) -> Result<(), String> {
+        let seed: u64 = opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?;
+        let stream: u64 = opt(args, "--stream", "0").parse().map_err(|_| "--stream must be a whole number")?;
+        let count: usize = opt(args, "--count", "16").parse().map_err(|_| "--count must be a whole number")?;
+        println!("{}", serde_json::to_string(&websd::rng::gaussian(seed, stream, count)).map_err(|e| e.to_string())?);
+        Ok(())
     }
 }

@@ -177,3 +177,10 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
 pub fn cancel() {
     CANCEL.with(|c| c.set(true));
 }
+
+/// The seeded Gaussian noise (`rng::gaussian`): the browser test checks it is bit-identical to
+/// the native build's.
+#[wasm_bindgen]
+pub fn gaussian_noise(seed: f64, stream: f64, count: u32) -> Vec<f32> {
+    crate::rng::gaussian(seed as u64, stream as u64, count as usize)
+}

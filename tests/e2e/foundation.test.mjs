@@ -43,3 +43,24 @@ test('without WebGPU the page says what is missing and which browsers work', asy
     await browser.close();
   }
 });
+
+test('seeded noise is bit-identical in the browser (wasm) and natively', async () => {
+  const browser = await launchBrowser();
+  try {
+    const { page } = await openPage(browser, site.url);
+    const cases = [[42, 0], [7, 101], [2 ** 40 + 3, 1]];
+    for (const [seed, stream] of cases) {
+      const inBrowser = await page.evaluate(async ([seed, stream]) => {
+        const m = await import('/www/pkg/websd.js');
+        await m.default();
+        return Array.from(m.gaussian_noise(seed, stream, 1000));
+      }, [seed, stream]);
+      const native = JSON.parse(websd('noise', '--seed', String(seed), '--stream', String(stream), '--count', '1000'));
+      assert.equal(inBrowser.length, 1000);
+      // The native JSON holds each f32's shortest decimal: rounding it to f32 gives the exact bits.
+      native.forEach((v, i) => assert.equal(inBrowser[i], Math.fround(v), `seed ${seed} stream ${stream} value ${i}`));
+    }
+  } finally {
+    await browser.close();
+  }
+});

@@ -54,7 +54,7 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
         guidance: meta["guidance"].as_f64().unwrap(),
         width: meta["width"].as_u64().unwrap() as usize,
         height: meta["height"].as_u64().unwrap() as usize,
-        scheduler: SchedulerKind::from_class(class, false).unwrap(),
+        scheduler: SchedulerKind::from_class(class, meta["karras"].as_bool().unwrap_or(false)).unwrap(),
         batch: 2,
         clip_skip: 1,
         init_image: None,
@@ -72,6 +72,7 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
     let steps = seen.len();
     assert_eq!(seen.last(), Some(&(steps, steps)), "{name}: progress reaches the end");
     // diffusers' output_type "np": (x / 2 + 0.5) clamped to [0, 1], as [B, H, W, 3].
+    check_png(&image, &trace, name);
     let ours = values(((image + 1.0) / 2.0).clamp(0.0, 1.0).permute([0, 2, 3, 1]));
     let err = rel_err(&ours, &trace.read_f32("image").unwrap().0);
     println!("{name}: image relative error {err:.2e}");
@@ -81,6 +82,16 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
 #[test]
 fn sd1_euler_cfg_matches_diffusers() {
     replay("sd1_euler");
+}
+
+#[test]
+fn sd1_ddim_cfg_matches_diffusers() {
+    replay("sd1_ddim");
+}
+
+#[test]
+fn sd1_dpmpp_2m_karras_matches_diffusers() {
+    replay("sd1_dpmpp_2m_karras");
 }
 
 #[test]
@@ -151,5 +162,28 @@ fn prompt_weights_scale_tokens_and_keep_the_mean() {
     for (i, (&p, &q)) in plain.iter().zip(&weighted).enumerate() {
         let expected = p * w[i / d] * scale;
         assert!((q - expected).abs() < 1e-4 * expected.abs().max(1.0), "value {i}: {q} vs {expected}");
+    }
+}
+
+/// The PNG the user gets: its pixels are diffusers' image in 8 bits (±1 for rounding near
+/// ties) and its `parameters` chunk reads back unchanged.
+fn check_png(image: &Tensor<4>, trace: &SafetensorsSource, name: &str) {
+    let [_, _, h, w] = image.dims();
+    let images = pollster::block_on(websd::generate::read_images(image.clone(), h, w)).unwrap();
+    let (expected, _) = trace.read_f32("image").unwrap();
+    let parameters = "a prompt\nSteps: 3, Sampler: euler, Seed: 7";
+    for (b, img) in images.iter().enumerate() {
+        let png = websd::image::encode_png(img, parameters).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let mut reader = decoder.read_info().unwrap();
+        assert_eq!(reader.info().utf8_text[0].get_text().unwrap(), parameters);
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        for (i, px) in buf.chunks(4).enumerate() {
+            for c in 0..3 {
+                let want = expected[(b * h * w + i) * 3 + c] * 255.0;
+                assert!((px[c] as f32 - want).abs() <= 1.0, "{name}: PNG pixel {i} channel {c}: {} vs {want}", px[c]);
+            }
+        }
     }
 }

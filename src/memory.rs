@@ -6,6 +6,9 @@ use crate::model::clip::ClipConfig;
 use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::attention::DEFAULT_SCORE_BUDGET;
 
+/// WebGPU's default `maxStorageBufferBindingSize`: no single buffer may exceed it.
+pub const MAX_BUFFER_BYTES: u64 = 128 << 20;
+
 /// One named buffer and its size in bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buffer {

@@ -243,33 +243,20 @@ impl AutoencoderKL {
         d.conv_out.forward(silu(group_norm_f32(&d.conv_norm_out, x)))
     }
 
-    /// Bytes of the decoder's largest activation for one [1, C, h, w] latent in f32: each up
-    /// block's output (after its upsampler) with the block's channels at its resolution.
+    /// Bytes of the decoder's largest activation for one [1, C, h, w] latent (see
+    /// [`decoder_activation_bytes`]).
     pub fn decode_activation_bytes(&self, h: usize, w: usize) -> u64 {
-        let boc = &self.block_out_channels;
-        let n = boc.len();
-        (0..n)
-            .map(|i| {
-                let scale = 1u64 << (i + 1).min(n - 1);
-                boc[n - 1 - i] as u64 * (h as u64 * scale) * (w as u64 * scale) * 4
-            })
-            .max()
-            .unwrap_or(0)
+        decoder_activation_bytes(&self.block_out_channels, h, w)
     }
 
     /// Decodes whole when the largest activation fits `max_buffer_bytes`, else in overlapping
-    /// tiles (a quarter of the tile overlaps) as large as the budget allows.
+    /// tiles (see [`decode_tile_size`]) with a quarter of each tile overlapping.
     pub fn decode_within(&self, latents: Tensor<4>, max_buffer_bytes: u64) -> Tensor<4> {
         let [_, _, h, w] = latents.dims();
-        if self.decode_activation_bytes(h, w) <= max_buffer_bytes {
-            return self.decode(latents);
+        match decode_tile_size(&self.block_out_channels, h, w, max_buffer_bytes) {
+            None => self.decode(latents),
+            Some(tile) => self.decode_tiled(latents, tile, tile / 4),
         }
-        // Tile sides are multiples of 4 so the quarter overlap is whole (as diffusers' 64).
-        let mut tile = 4;
-        while self.decode_activation_bytes(tile + 4, tile + 4) <= max_buffer_bytes && tile + 4 < h.max(w) {
-            tile += 4;
-        }
-        self.decode_tiled(latents, tile, tile / 4)
     }
 
     /// diffusers' `tiled_decode`: latent tiles of `tile` × `tile` starting every `tile - overlap`
@@ -331,4 +318,31 @@ fn blend_edge(a: &Tensor<4>, b: Tensor<4>, extent: usize, dim: usize) -> Tensor<
     } else {
         Tensor::cat(vec![head, b.narrow(dim, extent, len_b - extent)], dim)
     }
+}
+
+/// Bytes of the VAE decoder's largest activation for one [1, C, h, w] latent in f32: each up
+/// block's output (after its upsampler) with the block's channels at its resolution.
+pub fn decoder_activation_bytes(block_out_channels: &[usize], h: usize, w: usize) -> u64 {
+    let n = block_out_channels.len();
+    (0..n)
+        .map(|i| {
+            let scale = 1u64 << (i + 1).min(n - 1);
+            block_out_channels[n - 1 - i] as u64 * (h as u64 * scale) * (w as u64 * scale) * 4
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The latent tile side [`AutoencoderKL::decode_within`] uses for an h × w latent under
+/// `max_buffer_bytes`: `None` when the whole decode fits, else the largest multiple of 4 (so the
+/// quarter overlap is whole, as diffusers' 64) whose tile fits (at least 4).
+pub fn decode_tile_size(block_out_channels: &[usize], h: usize, w: usize, max_buffer_bytes: u64) -> Option<usize> {
+    if decoder_activation_bytes(block_out_channels, h, w) <= max_buffer_bytes {
+        return None;
+    }
+    let mut tile = 4;
+    while tile + 4 < h.max(w) && decoder_activation_bytes(block_out_channels, tile + 4, tile + 4) <= max_buffer_bytes {
+        tile += 4;
+    }
+    Some(tile)
 }

@@ -224,7 +224,7 @@ impl AutoencoderKL {
         Tensor::cat((0..batch).map(|i| self.decode_one(latents.clone().narrow(0, i, 1))).collect(), 0)
     }
 
-    /// Tiling point: the last two up blocks are where a tiled decoder would split the image.
+    /// One image (or tile): post_quant_conv, then the decoder.
     fn decode_one(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let mut x = match &self.post_quant_conv {

@@ -2,9 +2,13 @@
 //! decides whether a model fits WebGPU's default 128 MiB storage-binding limit.
 
 use crate::error::Result;
-use crate::model::clip::ClipConfig;
+use crate::model::clip::{ClipConfig, EMBEDDING_CHUNK_BYTES};
+use crate::model::vae::decode_tile_size;
 use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::attention::DEFAULT_SCORE_BUDGET;
+
+/// WebGPU's default `maxStorageBufferBindingSize`: no single buffer may exceed it.
+pub const MAX_BUFFER_BYTES: u64 = 128 << 20;
 
 /// One named buffer and its size in bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +22,9 @@ fn buf(what: String, elements: u64, bytes_per: u64) -> Buffer {
 }
 
 /// The largest activations and weights of one txt2img run at `size`² pixels with `batch` UNet
-/// inputs (2 with classifier-free guidance), at `bytes_per` bytes per value (4 f32, 2 f16).
+/// inputs (2 with classifier-free guidance), at `bytes_per` bytes per value (4 f32, 2 f16), as
+/// the code splits them: GEGLU in token chunks, attention scores in query chunks, the VAE decode
+/// in latent tiles within [`MAX_BUFFER_BYTES`], the CLIP token embedding in row chunks.
 pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, size: usize, batch: u64, bytes_per: u64) -> Result<Vec<Buffer>> {
     let latent = (size / 8) as u64;
     let heads = unet.heads()?;
@@ -27,7 +33,13 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
         let s = latent >> i;
         let c = c as u64;
         let tokens = s * s;
-        out.push(buf(format!("UNet level {i}: GEGLU projection [{batch}, {tokens}, {}]", 8 * c), batch * tokens * 8 * c, bytes_per));
+        // FeedForward::forward_within: token chunks of at most DEFAULT_SCORE_BUDGET (counted in f32).
+        let rows = (DEFAULT_SCORE_BUDGET as u64 / (batch * 8 * c * 4)).clamp(1, tokens);
+        out.push(buf(
+            format!("UNet level {i}: GEGLU projection [{batch}, {rows}, {}] (token chunk of {tokens})", 8 * c),
+            batch * rows * 8 * c,
+            bytes_per,
+        ));
         // Up blocks concatenate the skip: up to 2C (+C at the level boundary) channels.
         out.push(buf(format!("UNet level {i}: skip concat [{batch}, {}, {s}, {s}]", 3 * c), batch * 3 * c * s * s, bytes_per));
         let full_scores = batch * heads[i] as u64 * tokens * tokens * 4;
@@ -36,21 +48,25 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
             bytes: full_scores.min(DEFAULT_SCORE_BUDGET as u64),
         });
     }
-    // VAE decoder, one image: each up block's upsampler runs at the next resolution with the
-    // block's channels.
+    // VAE decoder, one image (one tile when the whole would not fit): each up block's upsampler
+    // runs at the next resolution with the block's channels.
     let n = vae.block_out_channels.len();
+    let tile = decode_tile_size(&vae.block_out_channels, latent as usize, latent as usize, MAX_BUFFER_BYTES);
+    let tiled = tile.map(|t| format!(", {t}-latent tiles")).unwrap_or_default();
+    let latent = tile.map(|t| t as u64).unwrap_or(latent);
     let mut s = latent;
     for i in 0..n {
         let c = vae.block_out_channels[n - 1 - i] as u64;
         if i < n - 1 {
             s *= 2;
         }
-        out.push(buf(format!("VAE decoder block {i}: [1, {c}, {s}, {s}] (f32)"), c * s * s, 4));
+        out.push(buf(format!("VAE decoder block {i}: [1, {c}, {s}, {s}] (f32{tiled})"), c * s * s, 4));
     }
     out.push(buf(format!("VAE mid attention scores [1, 1, {0}, {0}] (f32)", latent * latent), latent.pow(4), 4));
+    let rows = (EMBEDDING_CHUNK_BYTES / (4 * clip.hidden_size)).min(clip.vocab_size);
     out.push(buf(
-        format!("CLIP token embedding [{}, {}]", clip.vocab_size, clip.hidden_size),
-        (clip.vocab_size * clip.hidden_size) as u64,
+        format!("CLIP token embedding chunk [{rows}, {}] (of {} rows)", clip.hidden_size, clip.vocab_size),
+        (rows * clip.hidden_size) as u64,
         bytes_per,
     ));
     let boc = &unet.block_out_channels;
@@ -64,14 +80,29 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
 mod tests {
     use super::*;
 
-    /// SD 1.5 at 512²: the known shapes, and the attention scores stay within the budget.
+    /// SD 1.5 at 512² in f32: the known shapes, and every buffer within WebGPU's 128 MiB.
     #[test]
     fn sd15_at_512() {
         let b = largest_buffers(&UNetConfig::sd15(), &VaeConfig::sd(), &ClipConfig::sd1(), 512, 2, 4).unwrap();
         let find = |s: &str| b.iter().find(|x| x.what.starts_with(s)).unwrap().bytes;
-        assert_eq!(find("UNet level 0: GEGLU"), 2 * 4096 * 2560 * 4);
-        assert_eq!(find("VAE decoder block 2"), 256 * 512 * 512 * 4);
-        assert_eq!(find("CLIP token embedding"), 49408 * 768 * 4);
+        // 64 MiB / (2 × 2560 × 4 B) = 3276 of the 4096 tokens per GEGLU chunk.
+        assert_eq!(find("UNet level 0: GEGLU"), 2 * 3276 * 2560 * 4);
+        // Whole, block 2 would be [1, 256, 512, 512] (256 MiB): 44-latent tiles → [1, 256, 352, 352].
+        assert_eq!(find("VAE decoder block 2"), 256 * 352 * 352 * 4);
+        // 64 MiB / (768 × 4 B) = 21845 rows per chunk.
+        assert_eq!(find("CLIP token embedding chunk"), 21845 * 768 * 4);
         assert!(b.iter().filter(|x| x.what.contains("scores (f32, chunked")).all(|x| x.bytes <= DEFAULT_SCORE_BUDGET as u64));
+        for x in &b {
+            assert!(x.bytes <= MAX_BUFFER_BYTES, "{}: {} MiB", x.what, x.bytes >> 20);
+        }
+    }
+
+    /// Small images need no tiling: the VAE decodes whole.
+    #[test]
+    fn sd15_at_256_decodes_whole() {
+        let b = largest_buffers(&UNetConfig::sd15(), &VaeConfig::sd(), &ClipConfig::sd1(), 256, 2, 4).unwrap();
+        let block2 = b.iter().find(|x| x.what.starts_with("VAE decoder block 2")).unwrap();
+        assert_eq!(block2.bytes, 256 * 256 * 256 * 4);
+        assert!(!block2.what.contains("tiles"));
     }
 }

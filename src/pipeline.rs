@@ -211,7 +211,8 @@ impl StableDiffusion {
         Ok(self.decode(latents, req.decoder))
     }
 
-    /// Latents → images [B, 3, H, W]; the VAE decodes one image at a time to bound memory.
+    /// Latents → images [B, 3, H, W]; the VAE decodes one image at a time, in tiles when its
+    /// largest activation would exceed WebGPU's default 128 MiB storage binding.
     pub fn decode(&self, latents: Tensor<4>, decoder: Decoder) -> Tensor<4> {
         match (decoder, &self.taesd) {
             (Decoder::Taesd, Some(taesd)) => taesd.decode(latents),
@@ -219,7 +220,7 @@ impl StableDiffusion {
                 let images: Vec<Tensor<4>> = latents
                     .split(1, 0)
                     .into_iter()
-                    .map(|l| self.vae.decode(l / self.vae.scaling_factor))
+                    .map(|l| self.vae.decode_within(l / self.vae.scaling_factor, crate::memory::MAX_BUFFER_BYTES))
                     .collect();
                 Tensor::cat(images, 0)
             }

@@ -121,7 +121,7 @@ mod cli {
         println!("{:>10}  {:<6}  buffer", "MiB", "≤128?");
         for b in buffers {
             let mib = b.bytes as f64 / (1 << 20) as f64;
-            println!("{mib:>10.1}  {:<6}  {}", if b.bytes <= 128 << 20 { "yes" } else { "NO" }, b.what);
+            println!("{mib:>10.1}  {:<6}  {}", if b.bytes <= websd::memory::MAX_BUFFER_BYTES { "yes" } else { "NO" }, b.what);
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid};
 use serde::Deserialize;
@@ -11,6 +11,10 @@ use serde::Deserialize;
 use super::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
 use crate::error::{Error, Result};
 use crate::weights::{SafetensorsSource, WeightLoader};
+
+/// Largest token-embedding chunk in f32 (SD's [49408, 768] table is 145 MiB whole, over WebGPU's
+/// 128 MiB binding limit).
+pub const EMBEDDING_CHUNK_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClipConfig {
@@ -135,7 +139,8 @@ pub struct ClipOutput {
 
 #[derive(Module, Debug)]
 pub struct ClipTextModel {
-    token_embedding: Embedding,
+    /// The token embedding table in row chunks (see [`EMBEDDING_CHUNK_BYTES`]).
+    token_embedding: Vec<Tensor<2>>,
     position_embedding: Tensor<2>,
     layers: Vec<EncoderLayer>,
     final_layer_norm: LayerNorm,
@@ -146,9 +151,19 @@ pub struct ClipTextModel {
 impl ClipTextModel {
     /// Names as transformers 5 saves them; real checkpoints' `text_model.` prefix is accepted too.
     pub fn load(c: &ClipConfig, w: &mut WeightLoader) -> Result<Self> {
+        let rows = (EMBEDDING_CHUNK_BYTES / (4 * c.hidden_size.max(1))).max(1);
+        Self::load_with_embedding_chunk_rows(c, w, rows)
+    }
+
+    /// [`Self::load`] with the token embedding stored in chunks of `chunk_rows` rows.
+    pub fn load_with_embedding_chunk_rows(c: &ClipConfig, w: &mut WeightLoader, chunk_rows: usize) -> Result<Self> {
         w.accept_prefix("text_model.");
         let d = c.hidden_size;
-        let token_embedding = Embedding { weight: w.param("embeddings.token_embedding.weight", [c.vocab_size, d])? };
+        let chunk_rows = chunk_rows.max(1);
+        let token_embedding = (0..c.vocab_size)
+            .step_by(chunk_rows)
+            .map(|r0| w.tensor_rows("embeddings.token_embedding.weight", [c.vocab_size, d], r0..(r0 + chunk_rows).min(c.vocab_size)))
+            .collect::<Result<Vec<_>>>()?;
         let position_embedding = w.tensor("embeddings.position_embedding.weight", [c.max_position_embeddings, d])?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| EncoderLayer::load(w, &format!("encoder.layers.{i}"), c))
@@ -175,6 +190,43 @@ impl ClipTextModel {
         Self::load(&config, &mut WeightLoader::new(&mut source, device))
     }
 
+    pub fn vocab_size(&self) -> usize {
+        self.token_embedding.iter().map(|t| t.dims()[0]).sum()
+    }
+
+    /// The embedding rows of `ids` (all in the vocabulary) → [ids.len(), D]: each chunk gathers
+    /// the ids that fall in it (chosen on the CPU), then one gather restores the ids' order.
+    fn embed_tokens(&self, ids: &[i64]) -> Tensor<2> {
+        let device = self.position_embedding.device();
+        let int = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(v, [n]), &device)
+        };
+        let mut parts = Vec::new();
+        let mut order = vec![0i64; ids.len()];
+        let (mut start, mut taken) = (0i64, 0i64);
+        for chunk in &self.token_embedding {
+            let rows = chunk.dims()[0] as i64;
+            let (mut local, mut positions) = (Vec::new(), Vec::new());
+            for (i, &t) in ids.iter().enumerate() {
+                if t >= start && t < start + rows {
+                    local.push(t - start);
+                    positions.push(i);
+                }
+            }
+            if !local.is_empty() {
+                for p in positions {
+                    order[p] = taken;
+                    taken += 1;
+                }
+                parts.push(chunk.clone().select(0, int(local)));
+            }
+            start += rows;
+        }
+        let grouped = Tensor::cat(parts, 0);
+        if self.token_embedding.len() == 1 { grouped } else { grouped.select(0, int(order)) }
+    }
+
     pub fn layer_count(&self) -> usize {
         self.layers.len()
     }
@@ -182,7 +234,6 @@ impl ClipTextModel {
     /// Encodes `ids` [B, N] (N ≤ 77). `skip` = 1 gives the last layer ("clip skip 1"), 2 the
     /// penultimate, and so on.
     pub fn forward(&self, ids: &[Vec<i64>], skip: usize) -> Result<ClipOutput> {
-        let device = self.position_embedding.device();
         let b = ids.len();
         let n = ids.first().map(Vec::len).unwrap_or(0);
         let max = self.position_embedding.dims()[0];
@@ -193,12 +244,12 @@ impl ClipTextModel {
             return Err(Error::Other(format!("clip skip must be 1..={}", self.layers.len())));
         }
         let flat: Vec<i64> = ids.iter().flatten().copied().collect();
-        let vocab = self.token_embedding.weight.dims()[0] as i64;
+        let vocab = self.vocab_size() as i64;
         if let Some(bad) = flat.iter().find(|&&t| t < 0 || t >= vocab) {
             return Err(Error::Other(format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
-        let id_tensor = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(flat, [b, n]), &device);
-        let mut x = self.token_embedding.forward(id_tensor) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>();
+        let d = self.position_embedding.dims()[1];
+        let mut x = self.embed_tokens(&flat).reshape([b, n, d]) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>();
         for layer in &self.layers[..self.layers.len() + 1 - skip] {
             x = layer.forward(x);
         }

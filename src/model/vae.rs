@@ -118,6 +118,9 @@ pub struct AutoencoderKL {
     post_quant_conv: Option<Conv2d>,
     #[module(skip)]
     pub scaling_factor: f64,
+    /// The config's `block_out_channels`, for the decoder's activation-size estimate.
+    #[module(skip)]
+    block_out_channels: Vec<usize>,
 }
 
 impl AutoencoderKL {
@@ -168,7 +171,7 @@ impl AutoencoderKL {
         };
         let post_quant_conv = if c.use_post_quant_conv { Some(w.conv2d("post_quant_conv", latent, latent, 1, 1, 0, true)?) } else { None };
         w.finish("")?;
-        Ok(Self { encoder, quant_conv, decoder, post_quant_conv, scaling_factor: c.scaling_factor })
+        Ok(Self { encoder, quant_conv, decoder, post_quant_conv, scaling_factor: c.scaling_factor, block_out_channels: boc.clone() })
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
@@ -221,7 +224,7 @@ impl AutoencoderKL {
         Tensor::cat((0..batch).map(|i| self.decode_one(latents.clone().narrow(0, i, 1))).collect(), 0)
     }
 
-    /// Tiling point: the last two up blocks are where a tiled decoder would split the image.
+    /// One image (or tile): post_quant_conv, then the decoder.
     fn decode_one(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let mut x = match &self.post_quant_conv {
@@ -239,4 +242,107 @@ impl AutoencoderKL {
         }
         d.conv_out.forward(silu(group_norm_f32(&d.conv_norm_out, x)))
     }
+
+    /// Bytes of the decoder's largest activation for one [1, C, h, w] latent (see
+    /// [`decoder_activation_bytes`]).
+    pub fn decode_activation_bytes(&self, h: usize, w: usize) -> u64 {
+        decoder_activation_bytes(&self.block_out_channels, h, w)
+    }
+
+    /// Decodes whole when the largest activation fits `max_buffer_bytes`, else in overlapping
+    /// tiles (see [`decode_tile_size`]) with a quarter of each tile overlapping.
+    pub fn decode_within(&self, latents: Tensor<4>, max_buffer_bytes: u64) -> Tensor<4> {
+        let [_, _, h, w] = latents.dims();
+        match decode_tile_size(&self.block_out_channels, h, w, max_buffer_bytes) {
+            None => self.decode(latents),
+            Some(tile) => self.decode_tiled(latents, tile, tile / 4),
+        }
+    }
+
+    /// diffusers' `tiled_decode`: latent tiles of `tile` × `tile` starting every `tile - overlap`
+    /// latents, decoded separately; each tile is blended linearly into the tile above and to the
+    /// left over `8 × overlap` pixels, then cropped to its `8 × (tile - overlap)` pixel stride.
+    /// Equals diffusers with `tile_latent_min_size = tile` when `overlap = tile / 4` and 4 divides `tile`.
+    pub fn decode_tiled(&self, latents: Tensor<4>, tile: usize, overlap: usize) -> Tensor<4> {
+        assert!(overlap < tile, "tile overlap {overlap} must be smaller than the tile {tile}");
+        let [batch, _, h, w] = latents.dims();
+        if h <= tile && w <= tile {
+            return self.decode(latents);
+        }
+        let factor = 1 << (self.block_out_channels.len() - 1);
+        let stride = tile - overlap;
+        let blend = overlap * factor;
+        let limit = stride * factor;
+        let mut rows: Vec<Vec<Tensor<4>>> = Vec::new();
+        for i in (0..h).step_by(stride) {
+            let mut row: Vec<Tensor<4>> = Vec::new();
+            for j in (0..w).step_by(stride) {
+                let part = latents.clone().slice([0..batch, 0..latents.dims()[1], i..(i + tile).min(h), j..(j + tile).min(w)]);
+                let mut t = self.decode(part);
+                // Blended in place as diffusers does: later tiles blend with blended neighbours.
+                if let Some(above) = rows.last() {
+                    t = blend_edge(&above[row.len()], t, blend, 2);
+                }
+                if let Some(left) = row.last() {
+                    t = blend_edge(left, t, blend, 3);
+                }
+                row.push(t);
+            }
+            rows.push(row);
+        }
+        let crop = |t: &Tensor<4>| {
+            let [b, c, th, tw] = t.dims();
+            t.clone().slice([0..b, 0..c, 0..th.min(limit), 0..tw.min(limit)])
+        };
+        Tensor::cat(rows.iter().map(|row| Tensor::cat(row.iter().map(crop).collect(), 3)).collect(), 2)
+    }
+}
+
+/// diffusers' `blend_v` (dim 2) / `blend_h` (dim 3): the first `extent` rows/columns of `b` fade
+/// from `a`'s last ones (weight 1 - y/extent) to `b`'s own (weight y/extent).
+fn blend_edge(a: &Tensor<4>, b: Tensor<4>, extent: usize, dim: usize) -> Tensor<4> {
+    let extent = extent.min(a.dims()[dim]).min(b.dims()[dim]);
+    if extent == 0 {
+        return b;
+    }
+    let len_b = b.dims()[dim];
+    let weights: Vec<f32> = (0..extent).map(|y| y as f32 / extent as f32).collect();
+    let mut shape = [1, 1, 1, 1];
+    shape[dim] = extent;
+    let wb = Tensor::<1>::from_data(burn::tensor::TensorData::new(weights, [extent]), &b.device()).reshape(shape).cast(b.dtype());
+    let wa = wb.clone().neg().add_scalar(1.0);
+    let a_edge = a.clone().narrow(dim, a.dims()[dim] - extent, extent);
+    let head = a_edge * wa + b.clone().narrow(dim, 0, extent) * wb;
+    if extent == len_b {
+        head
+    } else {
+        Tensor::cat(vec![head, b.narrow(dim, extent, len_b - extent)], dim)
+    }
+}
+
+/// Bytes of the VAE decoder's largest activation for one [1, C, h, w] latent in f32: each up
+/// block's output (after its upsampler) with the block's channels at its resolution.
+pub fn decoder_activation_bytes(block_out_channels: &[usize], h: usize, w: usize) -> u64 {
+    let n = block_out_channels.len();
+    (0..n)
+        .map(|i| {
+            let scale = 1u64 << (i + 1).min(n - 1);
+            block_out_channels[n - 1 - i] as u64 * (h as u64 * scale) * (w as u64 * scale) * 4
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The latent tile side [`AutoencoderKL::decode_within`] uses for an h × w latent under
+/// `max_buffer_bytes`: `None` when the whole decode fits, else the largest multiple of 4 (so the
+/// quarter overlap is whole, as diffusers' 64) whose tile fits (at least 4).
+pub fn decode_tile_size(block_out_channels: &[usize], h: usize, w: usize, max_buffer_bytes: u64) -> Option<usize> {
+    if decoder_activation_bytes(block_out_channels, h, w) <= max_buffer_bytes {
+        return None;
+    }
+    let mut tile = 4;
+    while tile + 4 < h.max(w) && decoder_activation_bytes(block_out_channels, tile + 4, tile + 4) <= max_buffer_bytes {
+        tile += 4;
+    }
+    Some(tile)
 }

@@ -1,6 +1,7 @@
 //! The loader every model part is built through.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
@@ -23,6 +24,13 @@ pub trait TensorSource {
     fn names(&self) -> Vec<String>;
     /// Reads tensor `name` onto `device` as a flat f32 tensor (the loader reshapes it).
     fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor<1>>;
+    /// Rows `rows` (along the first dimension) of tensor `name` of `shape`, flat. Sources that
+    /// can read part of a tensor override this so the whole tensor never exists on the device.
+    fn load_rows(&mut self, name: &str, shape: &[usize], rows: Range<usize>, device: &Device) -> Result<Tensor<1>> {
+        let row: usize = shape[1..].iter().product();
+        let flat = self.load(name, shape, device)?;
+        Ok(flat.narrow(0, rows.start * row, rows.len() * row))
+    }
 }
 
 /// Builds modules from a [`TensorSource`], checking names and shapes.
@@ -82,6 +90,22 @@ impl<'a> WeightLoader<'a> {
         let flat = self.source.load(&stored, &shape, &self.device)?;
         self.used.insert(stored);
         let tensor = flat.reshape(shape);
+        Ok(if self.dtype == FloatDType::F32 { tensor } else { tensor.cast(self.dtype) })
+    }
+
+    /// Rows `rows` of tensor `name` (whose full shape must be `shape`) as a [rows, shape[1]] tensor.
+    pub fn tensor_rows(&mut self, name: &str, shape: [usize; 2], rows: Range<usize>) -> Result<Tensor<2>> {
+        let (stored, found) = self.resolve(name, &shape).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+        if found != shape {
+            return Err(Error::ShapeMismatch { name: stored, expected: shape.to_vec(), found });
+        }
+        if rows.start >= rows.end || rows.end > shape[0] {
+            return Err(Error::Other(format!("rows {rows:?} of `{stored}` outside its {} rows", shape[0])));
+        }
+        let n = rows.len();
+        let flat = self.source.load_rows(&stored, &shape, rows, &self.device)?;
+        self.used.insert(stored);
+        let tensor = flat.reshape([n, shape[1]]);
         Ok(if self.dtype == FloatDType::F32 { tensor } else { tensor.cast(self.dtype) })
     }
 

@@ -94,18 +94,32 @@ impl SafetensorsSource {
     /// Tensor `name` as f32 values and its shape (f32, f16 and bf16 are read).
     pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let e = self.entry(name)?;
-        let bytes = &self.files[e.file].1[e.start..e.end];
-        let values = match e.dtype {
+        Ok((self.decode_f32(name, e.start, e.end)?, e.shape.clone()))
+    }
+
+    /// Rows `rows` (first dimension) of tensor `name` as f32, reading only their bytes.
+    pub fn read_f32_rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let e = self.entry(name)?;
+        let rows_total = e.shape.first().copied().unwrap_or(1);
+        if rows.start > rows.end || rows.end > rows_total {
+            return Err(Error::Other(format!("rows {rows:?} of `{name}` outside its {rows_total} rows")));
+        }
+        let row_bytes = (e.end - e.start) / rows_total.max(1);
+        self.decode_f32(name, e.start + rows.start * row_bytes, e.start + rows.end * row_bytes)
+    }
+
+    fn decode_f32(&self, name: &str, start: usize, end: usize) -> Result<Vec<f32>> {
+        let e = self.entry(name)?;
+        let bytes = &self.files[e.file].1[start..end];
+        Ok(match e.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
             other => return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
-        };
-        Ok((values, e.shape.clone()))
+        })
     }
 
-    /// Integer tensor `name` (i64 or i32 on disk) as i64 values and its shape.
     pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
         let e = self.entry(name)?;
         let bytes = &self.files[e.file].1[e.start..e.end];
@@ -147,6 +161,12 @@ impl TensorSource for SafetensorsSource {
 
     fn load(&mut self, name: &str, _shape: &[usize], device: &Device) -> Result<Tensor<1>> {
         let (values, _) = self.read_f32(name)?;
+        let n = values.len();
+        Ok(Tensor::from_data(TensorData::new(values, [n]), device))
+    }
+
+    fn load_rows(&mut self, name: &str, _shape: &[usize], rows: std::ops::Range<usize>, device: &Device) -> Result<Tensor<1>> {
+        let values = self.read_f32_rows(name, rows)?;
         let n = values.len();
         Ok(Tensor::from_data(TensorData::new(values, [n]), device))
     }

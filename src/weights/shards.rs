@@ -156,6 +156,19 @@ impl TensorSource for ManifestSource {
     }
 
     fn load(&mut self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor<1>> {
+        let rows = shape.first().copied().unwrap_or(1);
+        self.load_part(name, shape, 0..rows, device)
+    }
+
+    fn load_rows(&mut self, name: &str, shape: &[usize], rows: std::ops::Range<usize>, device: &Device) -> Result<Tensor<1>> {
+        self.load_part(name, shape, rows, device)
+    }
+}
+
+impl ManifestSource {
+    /// Rows `part` of tensor `name`: every format stores whole rows contiguously (q8 has one scale
+    /// per row, q4's blocks of 32 lie within a row), so a row range is a byte range of each.
+    fn load_part(&mut self, name: &str, shape: &[usize], part: std::ops::Range<usize>, device: &Device) -> Result<Tensor<1>> {
         let t = self
             .tensors
             .get(name)
@@ -175,10 +188,19 @@ impl TensorSource for ManifestSource {
                 WeightsError::OutOfShard { tensor: tensor.clone(), what: "data", shard, offset, length, shard_size: bytes.len() as u64 }.into()
             })
         };
-        let data = range(t.offset, t.length)?;
         let (rows, cols) = t.rows_cols();
-        let m = Matrix { rows, cols };
-        let n = t.numel();
+        if part.start > part.end || part.end > rows {
+            return Err(Error::Other(format!("rows {part:?} of `{tensor}` outside its {rows} rows")));
+        }
+        let m = Matrix { rows: part.len(), cols };
+        let n = part.len() * cols;
+        // Byte range of rows `part` in a region of `rows` equal-sized rows.
+        let rows_of = |offset: u64, length: u64| -> Result<&[u8]> {
+            let all = range(offset, length)?;
+            let per_row = all.len() / rows.max(1);
+            Ok(&all[part.start * per_row..part.end * per_row])
+        };
+        let data = rows_of(t.offset, t.length)?;
         Ok(match t.dtype {
             StorageDtype::F32 => {
                 let v: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -196,12 +218,12 @@ impl TensorSource for ManifestSource {
             }
             StorageDtype::Q8 | StorageDtype::Q4 => {
                 let q = t.quant.as_ref().expect("validated: quantized tensors have parameters");
-                let scales = quant::read_f16(range(q.scales.offset, q.scales.length)?);
+                let scales = quant::read_f16(rows_of(q.scales.offset, q.scales.length)?);
                 if t.dtype == StorageDtype::Q8 {
                     quant::dequantize_q8(data, &scales, m, device)
                 } else {
                     let mins = match q.mins {
-                        Some(r) => Some(quant::read_f16(range(r.offset, r.length)?)),
+                        Some(r) => Some(quant::read_f16(rows_of(r.offset, r.length)?)),
                         None => None,
                     };
                     quant::dequantize_q4(data, &scales, mins.as_deref(), m, device)

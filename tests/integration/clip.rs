@@ -9,9 +9,19 @@ use websd::weights::{RandomSource, SafetensorsSource, TensorSource, WeightLoader
 
 use crate::common::{assert_close, fixtures, parity};
 
-fn check(folder: &str) {
+/// `chunk_rows`: load the token embedding in chunks of that many rows (several chunks).
+fn check(folder: &str, chunk_rows: Option<usize>) {
     let device = Device::flex();
-    let model = ClipTextModel::from_dir(fixtures().join(folder).join("text_encoder"), &device).expect("load text encoder");
+    let dir = fixtures().join(folder).join("text_encoder");
+    let model = match chunk_rows {
+        None => ClipTextModel::from_dir(&dir, &device).expect("load text encoder"),
+        Some(rows) => {
+            let config = ClipConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+            assert!(config.vocab_size > 3 * rows, "the test needs several chunks");
+            let mut source = SafetensorsSource::from_dir(&dir).unwrap();
+            ClipTextModel::load_with_embedding_chunk_rows(&config, &mut WeightLoader::new(&mut source, &device), rows).unwrap()
+        }
+    };
     let reference = parity(&format!("{folder}/text_encoder"));
     for case in 0..2 {
         let (ids, shape) = reference.read_i64(&format!("case{case}.input_ids")).unwrap();
@@ -27,12 +37,23 @@ fn check(folder: &str) {
 
 #[test]
 fn sd1_text_encoder_matches_transformers() {
-    check("sd1");
+    check("sd1", None);
+}
+
+/// The token embedding split into many row chunks gives the same outputs.
+#[test]
+fn sd1_text_encoder_chunked_embedding_matches_transformers() {
+    check("sd1", Some(7));
 }
 
 #[test]
 fn sd2_text_encoder_matches_transformers() {
-    check("sd2");
+    check("sd2", None);
+}
+
+#[test]
+fn sd2_text_encoder_chunked_embedding_matches_transformers() {
+    check("sd2", Some(5));
 }
 
 /// A source that hides, renames or reshapes one tensor of the fixture.

@@ -84,3 +84,36 @@ fn sd_full_size_vae_runs() {
     assert_eq!(logvar.dims(), [1, 4, 8, 8]);
     assert!(crate::common::values(mean).iter().all(|v| v.is_finite()));
 }
+
+/// Tiled decoding against diffusers' `tiled_decode` (8-latent tiles, overlap factor 0.25).
+#[test]
+fn vae_tiled_decode_matches_diffusers() {
+    let device = Device::flex();
+    let vae = AutoencoderKL::from_dir(fixtures().join("sd1/vae"), &device).expect("load vae");
+    let reference = parity("vae_tiling");
+    for case in 0..2 {
+        let latents = reference.tensor::<4>(&format!("case{case}.latents"), &device).unwrap();
+        let tiled = vae.decode_tiled(latents.clone(), 8, 2);
+        assert_close(&format!("vae tiled case{case}"), tiled.clone(), &reference, &format!("case{case}.decoded"), 1e-4);
+        // Tiling changes the result, so the comparison above did exercise the blending.
+        let whole = crate::common::values(vae.decode(latents));
+        let diff = crate::common::rel_err(&crate::common::values(tiled), &whole);
+        assert!(diff > 1e-4, "case{case}: tiled equals whole ({diff:.1e})");
+    }
+}
+
+/// A budget the whole decode fits in decodes whole (bit-identical); a small one tiles.
+#[test]
+fn vae_decode_within_budget() {
+    let device = Device::flex();
+    let vae = AutoencoderKL::from_dir(fixtures().join("sd1/vae"), &device).expect("load vae");
+    let latents = parity("vae_tiling").tensor::<4>("case0.latents", &device).unwrap();
+    let whole = crate::common::values(vae.decode(latents.clone()));
+    assert_eq!(crate::common::values(vae.decode_within(latents.clone(), u64::MAX)), whole);
+    let need = vae.decode_activation_bytes(16, 16);
+    assert_eq!(crate::common::values(vae.decode_within(latents.clone(), need)), whole);
+    // A quarter of the need: tiles of at most 8 latents.
+    let small = vae.decode_within(latents.clone(), need / 4);
+    assert_eq!(small.dims(), [1, 3, 128, 128]);
+    assert_eq!(crate::common::values(small), crate::common::values(vae.decode_tiled(latents, 8, 2)));
+}

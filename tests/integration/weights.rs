@@ -1,7 +1,7 @@
 //! The converted weight format: round trips f16/q8/q4 through ManifestSource, model outputs from
 //! converted weights, single-file checkpoints, and every kind of corruption.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -639,4 +639,45 @@ fn converted_model_generates_like_diffusers() {
     assert!(sd.taesd.is_some(), "the converted model carries TAESD");
     let err = crate::pipeline::replay_with("sd1_euler", &sd);
     assert!(err < 2e-3, "converted f16 model: image relative error {err:.2e}");
+}
+
+/// `load_rows` reads exactly the rows of the whole tensor, for every storage format (f32/f16
+/// safetensors, and f16/q8/q4 manifests), on the tensors with several rows.
+#[test]
+fn load_rows_equals_rows_of_load() {
+    let device = Device::flex();
+    let check = |src: &mut dyn TensorSource, what: &str| {
+        let mut checked = 0;
+        for name in src.names() {
+            let Some(shape) = src.shape(&name) else { continue };
+            if shape.len() < 2 || shape[0] < 3 || name.ends_with("position_ids") {
+                continue;
+            }
+            let row: usize = shape[1..].iter().product();
+            let whole = values(src.load(&name, &shape, &device).unwrap());
+            let (r0, r1) = (1, shape[0] - 1);
+            let part = values(src.load_rows(&name, &shape, r0..r1, &device).unwrap());
+            assert_eq!(part, whole[r0 * row..r1 * row], "{what} {name}: rows {r0}..{r1}");
+            checked += 1;
+        }
+        assert!(checked > 0, "{what}: no tensor checked");
+        checked
+    };
+    let root = fixtures().join("sd1");
+    for component in ["text_encoder", "vae"] {
+        check(&mut SafetensorsSource::from_dir(root.join(component)).unwrap(), &format!("safetensors {component}"));
+    }
+    for quant in [Quant::F16, Quant::Q8, Quant::Q4] {
+        let (dir, manifest) = convert_to(&root, quant, &format!("rows-{quant:?}"));
+        let mut kinds = BTreeSet::new();
+        for component in ["text_encoder", "unet"] {
+            let mut src = source(&manifest, &dir.0, component);
+            kinds.extend(manifest.component_tensors(component).map(|t| t.dtype.as_str().to_string()));
+            check(&mut src, &format!("{quant:?} {component}"));
+        }
+        println!("{quant:?}: storage dtypes checked {kinds:?}");
+        if quant != Quant::F16 {
+            assert!(kinds.len() > 1, "{quant:?}: quantized tensors present");
+        }
+    }
 }

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROOT, startSite, launchBrowser } from './harness.mjs';
+import os from 'node:os';
+import { ROOT, startSite, launchBrowser, websd } from './harness.mjs';
 import { recordMessages, waitForMessage, messages } from './synthetic.mjs';
 
 function missing() {
@@ -54,6 +55,33 @@ test('downloads the test model, generates an image into the gallery, and cancels
     assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
     assert.ok(png.includes('parameters'), 'the PNG has no parameters chunk');
     assert.match(await page.textContent('#elapsed'), /1 image in .* per image/);
+
+    // The same model, settings and seed natively (burn's CPU backend) give the same picture: the
+    // browser ran WebGPU (SwiftShader) in f32, so allow a level of rounding here and there.
+    const text = png.toString('latin1');
+    const settings = text.match(/Steps: (\d+), Sampler: (\w+), CFG scale: ([\d.]+), Seed: (\d+), Size: (\d+)x(\d+)/);
+    assert.ok(settings, 'the PNG states its settings');
+    const [, nSteps, sampler, cfg, seed, width, height] = settings;
+    const nativePath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'websd-')), 'native.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a lighthouse', '--steps', nSteps,
+      '--scheduler', sampler, '--guidance', cfg, '--seed', seed, '--width', width, '--height', height, '--cpu', '--out', nativePath);
+    const native = fs.readFileSync(nativePath);
+    assert.ok(native.toString('latin1').includes(settings[0]), 'the native PNG records the same settings');
+    const diff = await page.evaluate(async ([a, b]) => {
+      const pixels = async (b64) => {
+        const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(bitmap, 0, 0);
+        return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+      };
+      const [x, y] = [await pixels(a), await pixels(b)];
+      let max = 0, off = 0;
+      for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
+      return { length: x.length === y.length, max, off, total: x.length };
+    }, [png.toString('base64'), native.toString('base64')]);
+    assert.ok(diff.length, 'same size');
+    assert.ok(diff.max <= 2 && diff.off <= diff.total / 20, `browser vs native pixels: max difference ${diff.max}, ${diff.off} of ${diff.total} values differ`);
 
     // A second, longer run is cancelled after its first step.
     await page.fill('#steps', '50');

@@ -9,6 +9,7 @@ fn main() {
         Some("parity") => cli::parity(&args[1..]),
         Some("memory") => cli::memory(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
+        Some("bench") => cli::bench(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -38,7 +39,11 @@ mod cli {
                                the largest GPU buffers of one generation, from the configs
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
-                               a diffusers folder or LDM .safetensors file → manifest.json + shards";
+                               a diffusers folder or LDM .safetensors file → manifest.json + shards
+  bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
+        [--warmup 1] [--only text,unet,vae,taesd,image] [--steps N]
+                               time each network of a full-size model (random weights) and print
+                               median ms and TFLOP/s (see docs/PERFORMANCE.md)";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -147,6 +152,39 @@ mod cli {
         let converted = convert::convert(&src, &out, &opts).map_err(|e| e.to_string())?;
         print!("{}", convert::size_table(&converted));
         println!("wrote {}", out.join("manifest.json").display());
+        Ok(())
+    }
+
+    /// `websd bench`: see docs/PERFORMANCE.md.
+    pub fn bench(args: &[String]) -> Result<(), String> {
+        use websd::bench::{self, Model, Options, Part};
+        let num = |flag: &str, default: &str| -> Result<usize, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
+        let opts = Options {
+            model: Model::parse(opt(args, "--model", "sd15")).map_err(|e| e.to_string())?,
+            dtype: dtype_arg(args)?,
+            size: num("--size", "512")?,
+            runs: num("--runs", "5")?,
+            warmup: num("--warmup", "1")?,
+            parts: Part::parse_list(opt(args, "--only", "text,unet,vae,taesd")).map_err(|e| e.to_string())?,
+            steps: if args.iter().any(|a| a == "--steps") { Some(num("--steps", "0")?) } else { None },
+        };
+        let (mut device, name) = match opt(args, "--device", "wgpu") {
+            "flex" => (Device::flex(), "flex (CPU)".to_string()),
+            "wgpu" => {
+                let (device, info) = pollster::block_on(websd::gpu::open_gpu())?;
+                (device, format!("{} ({}, {}, shader-f16 {})", info.adapter, info.backend, info.device_type, info.shader_f16))
+            }
+            other => return Err(format!("unknown --device {other:?}: use wgpu or flex")),
+        };
+        if !device.supports_dtype(opts.dtype) {
+            return Err(format!("the device does not support {:?}", opts.dtype));
+        }
+        device.configure(opts.dtype).map_err(|e| format!("configuring the device for {:?}: {e:?}", opts.dtype))?;
+        let report = bench::run(&opts, &device, &name).map_err(|e| e.to_string())?;
+        print!("{}", bench::table(&report));
+        if let Some(row) = report.rows.iter().find(|r| !r.finite) {
+            return Err(format!("{} produced non-finite values", row.component));
+        }
         Ok(())
     }
 }

@@ -148,16 +148,17 @@ pub struct Report {
 }
 
 // Operation counts (2 FLOP per multiply-add), from torch.utils.flop_counter on diffusers' models
-// (bench/reference.py --count-flops, at 512² and 256²). Work is a·s² + b·s⁴ TFLOP with s = size/512: convolutions,
-// projections and cross-attention grow with the pixels, self-attention with their square.
-const SD15_UNET: (f64, f64) = (0.69281, 0.11046);
-const SD21_UNET: (f64, f64) = (0.69773, 0.10653);
-const VAE_DECODER: (f64, f64) = (2.48016, 0.03436);
-const TAESD_DECODER: (f64, f64) = (0.14135, 0.0);
+// (`bench/reference.py --count-flops`, exact at 512², 256², 128²). Work is c + a·s² + b·s⁴ TFLOP
+// with s = size/512: the time embedding and the cross-attention keys/values of the 77 text tokens
+// are constant, convolutions and projections grow with the pixels, self-attention with their square.
+const SD15_UNET: (f64, f64, f64) = (0.003008, 0.677771, 0.122495);
+const SD21_UNET: (f64, f64, f64) = (0.003992, 0.677771, 0.122495);
+const VAE_DECODER: (f64, f64, f64) = (0.0, 2.480159, 0.034360);
+const TAESD_DECODER: (f64, f64, f64) = (0.0, 0.141350, 0.0);
 
-fn scaled((a, b): (f64, f64), size: usize) -> f64 {
+fn scaled((c, a, b): (f64, f64, f64), size: usize) -> f64 {
     let s2 = (size as f64 / 512.0).powi(2);
-    a * s2 + b * s2 * s2
+    c + a * s2 + b * s2 * s2
 }
 
 /// One image's UNet pass.

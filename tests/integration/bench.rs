@@ -30,7 +30,7 @@ fn bench_reports_every_component() {
         assert!(tflops.is_finite() && tflops > 0.0, "{}: {tflops} TFLOP/s", row.component);
         assert!(table.contains(&row.component), "table lacks {}:\n{table}", row.component);
     }
-    // The UNet's work at 16²: a·s² + b·s⁴ with s = 1/32, twice for the CFG batch.
+    // The CFG batch is twice the work of one image.
     let unet2 = report.rows[1].tflop.unwrap();
     assert!((unet2 / report.rows[2].tflop.unwrap() - 2.0).abs() < 1e-9);
     // The text encoder's count from its config equals torch's flop counter on transformers'

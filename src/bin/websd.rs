@@ -11,6 +11,7 @@ fn main() {
         Some("generate") => cli::generate(&args[1..]),
         Some("noise") => cli::noise(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
+        Some("bench") => cli::bench(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -46,7 +47,11 @@ mod cli {
                                the seeded Gaussian noise as JSON (the browser test compares it)
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
-                               a diffusers folder or LDM .safetensors file → manifest.json + shards";
+                               a diffusers folder or LDM .safetensors file → manifest.json + shards
+  bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
+        [--warmup 1] [--only text,unet,vae,taesd,image] [--steps N]
+                               time each network of a full-size model (random weights) and print
+                               median ms and TFLOP/s (see docs/PERFORMANCE.md)";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -262,6 +267,40 @@ mod cli {
         let stream: u64 = opt(args, "--stream", "0").parse().map_err(|_| "--stream must be a whole number")?;
         let count: usize = opt(args, "--count", "16").parse().map_err(|_| "--count must be a whole number")?;
         println!("{}", serde_json::to_string(&websd::rng::gaussian(seed, stream, count)).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// `websd bench`: see docs/PERFORMANCE.md.
+    pub fn bench(args: &[String]) -> Result<(), String> {
+        use websd::bench::{self, Model, Options, Part};
+        let num = |flag: &str, default: &str| -> Result<usize, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
+        let opts = Options {
+            model: Model::parse(opt(args, "--model", "sd15")).map_err(|e| e.to_string())?,
+            dtype: dtype_arg(args)?,
+            size: num("--size", "512")?,
+            runs: num("--runs", "5")?,
+            warmup: num("--warmup", "1")?,
+            parts: Part::parse_list(opt(args, "--only", "text,unet,vae,taesd")).map_err(|e| e.to_string())?,
+            steps: if args.iter().any(|a| a == "--steps") { Some(num("--steps", "0")?) } else { None },
+        };
+        let (device, name) = match opt(args, "--device", "wgpu") {
+            "flex" => (Device::flex(), "flex (CPU)".to_string()),
+            "wgpu" => {
+                let (device, info) = pollster::block_on(websd::gpu::open_gpu())?;
+                (device, format!("{} ({}, {}, shader-f16 {})", info.adapter, info.backend, info.device_type, info.shader_f16))
+            }
+            other => return Err(format!("unknown --device {other:?}: use wgpu or flex")),
+        };
+        if !device.supports_dtype(opts.dtype) {
+            return Err(format!("the device does not support {:?}", opts.dtype));
+        }
+        // The device keeps f32 as its default: parameters are cast to --dtype by the loader and
+        // inputs by the bench (configuring f16 made lavapipe fail a dispatch, see PERFORMANCE.md).
+        let report = bench::run(&opts, &device, &name).map_err(|e| e.to_string())?;
+        print!("{}", bench::table(&report));
+        if let Some(row) = report.rows.iter().find(|r| !r.finite) {
+            return Err(format!("{} produced non-finite values", row.component));
+        }
         Ok(())
     }
 }

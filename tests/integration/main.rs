@@ -1,5 +1,6 @@
 //! websd's native integration tests: one test binary (one link of burn), a module per area.
 
+mod bench;
 mod clip;
 mod common;
 mod parity;

@@ -1,0 +1,42 @@
+//! `websd bench` on the full-size SD 1.5 configs at a tiny size on the CPU: every row is there
+//! with finite times and outputs, and the table prints them. Structure only, not speed.
+
+use burn::prelude::*;
+use websd::bench::{self, Model, Options, Part};
+
+#[test]
+fn bench_reports_every_component() {
+    let opts = Options {
+        model: Model::Sd15,
+        size: 16,
+        runs: 2,
+        warmup: 0,
+        parts: Part::parse_list("text,unet,vae,taesd,image").unwrap(),
+        steps: Some(1),
+        ..Options::default()
+    };
+    let report = bench::run(&opts, &Device::flex(), "flex (CPU)").unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(
+        names,
+        ["text encoder", "UNet step, batch 2 (CFG)", "UNet step, batch 1", "VAE decode", "TAESD decode", "txt2img image, 1 Euler steps, CFG"]
+    );
+    let table = bench::table(&report);
+    for row in &report.rows {
+        assert_eq!(row.times_ms.len(), 2, "{}: one time per run", row.component);
+        assert!(row.median_ms().is_finite() && row.median_ms() > 0.0, "{}: median {}", row.component, row.median_ms());
+        assert!(row.finite, "{}: non-finite output", row.component);
+        let tflops = row.tflops().expect("every SD 1.5 row has an operation count");
+        assert!(tflops.is_finite() && tflops > 0.0, "{}: {tflops} TFLOP/s", row.component);
+        assert!(table.contains(&row.component), "table lacks {}:\n{table}", row.component);
+    }
+    // The CFG batch is twice the work of one image.
+    let unet2 = report.rows[1].tflop.unwrap();
+    assert!((unet2 / report.rows[2].tflop.unwrap() - 2.0).abs() < 1e-9);
+    // The text encoder's count from its config equals torch's flop counter on transformers'
+    // CLIPTextModel (13.30 GFLOP for SD 1.x, 45.13 for SD 2.x).
+    use websd::model::clip::ClipConfig;
+    assert!((bench::text_tflop(&ClipConfig::sd1()) * 1e3 - 13.2985).abs() < 1e-3);
+    assert!((bench::text_tflop(&ClipConfig::sd2()) * 1e3 - 45.1272).abs() < 1e-3);
+    println!("{table}");
+}

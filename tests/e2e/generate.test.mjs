@@ -1,6 +1,7 @@
 // The whole path in the page: download the test model (tiny SD 1.x, random weights) from the
 // catalog, load it, generate a 64×64 image with previews, keep it in the gallery as a PNG with its
-// parameters, and cancel a second run. Runs once the test model and the wasm's load_model/generate
+// parameters, compare it with the native CLI's image, cancel a second run, then generate again
+// offline with the same seed. Runs once the test model and the wasm's load_model/generate
 // exist (the lead adds both); until then it is skipped with the reason.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -92,6 +93,30 @@ test('downloads the test model, generates an image into the gallery, and cancels
     assert.equal(cancelled.phase, 'generate');
     assert.match(await page.textContent('#phase'), /Cancelled/);
     assert.equal(await page.getAttribute('body', 'data-gallery'), '1');
+
+    // Offline, with the server gone: the page, the stored model and generation still work, and
+    // the same seed and settings give the same image, byte for byte.
+    await page.waitForSelector('body[data-offline="ready"]', { timeout: 60_000 });
+    site.close();
+    await context.setOffline(true);
+    await page.reload();
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    await page.selectOption('#model-select', 'tiny-sd1');
+    await page.selectOption('#size-preset', '64x64');
+    await page.fill('#steps', '2');
+    await page.fill('#prompt', 'a lighthouse');
+    await page.fill('#seed', '42');
+    await page.check('#seed-lock');
+    await page.click('#generate');
+    await waitForMessage(page, 'images', undefined, 240_000);
+    await page.waitForSelector('body[data-gallery="2"]');
+    const pngs = [];
+    for (const i of [0, 1]) {
+      const [d] = await Promise.all([page.waitForEvent('download'), page.locator('.gallery-item').nth(i).locator('a').click()]);
+      pngs.push(fs.readFileSync(await d.path()));
+    }
+    assert.ok(pngs[0].equals(pngs[1]), 'the offline run with the same seed made a different image');
+    assert.ok(pngs[0].equals(png), 'the offline image differs from the first run');
   } finally {
     await browser.close();
     site.close();

@@ -11,6 +11,7 @@ pub mod euler_ancestral;
 pub mod lcm;
 pub mod lms;
 pub mod pndm;
+pub mod sigma;
 
 use burn::prelude::*;
 use serde::Deserialize;
@@ -331,11 +332,11 @@ impl SchedulerKind {
         }
         Ok(match self {
             Self::Ddim => Box::new(ddim::Ddim::new(config, steps, 0.0)?),
-            Self::Euler => Box::new(euler::Euler::new(config, steps)?),
-            Self::EulerAncestral => Box::new(euler_ancestral::EulerAncestral::new(config, steps)?),
+            Self::Euler => Box::new(sigma::SigmaSampler::new(config, steps, euler::Euler)?),
+            Self::EulerAncestral => Box::new(sigma::SigmaSampler::new(config, steps, euler_ancestral::EulerAncestral)?),
             Self::DpmPP2M => Box::new(dpm_solver::DpmSolver::new(config, steps, false)?),
             Self::DpmPP2MKarras => Box::new(dpm_solver::DpmSolver::new(config, steps, true)?),
-            Self::Lms => Box::new(lms::Lms::new(config, steps)?),
+            Self::Lms => Box::new(sigma::SigmaSampler::new(config, steps, lms::Lms::default())?),
             Self::Lcm => Box::new(lcm::Lcm::new(config, steps)?),
             Self::Pndm => Box::new(pndm::Pndm::new(config, steps)?),
         })

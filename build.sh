@@ -31,11 +31,11 @@ wasm_bindgen_version() {
 }
 
 ensure_wasm_tools() {
-  rustup target list --installed | grep -qx "$WASM_TARGET" || rustup target add "$WASM_TARGET"
+  rustup target list --installed | grep -qx "$WASM_TARGET" || rustup target add "$WASM_TARGET" || return 1
   local want; want=$(wasm_bindgen_version)
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
     log "installing wasm-bindgen-cli $want"
-    cargo install wasm-bindgen-cli --version "$want" --force
+    cargo install wasm-bindgen-cli --version "$want" --force || return 1
   fi
 }
 
@@ -46,20 +46,21 @@ ensure_node_deps() {
   fi
 }
 
+# Each step ends the function on failure: it also runs inside `if` (run_step), where `set -e` is off.
 build_wasm() {
-  ensure_wasm_tools
+  ensure_wasm_tools || return 1
   log "building the wasm module (release)"
-  cargo build --release --lib --target "$WASM_TARGET"
+  cargo build --release --lib --target "$WASM_TARGET" || return 1
   rm -rf www/pkg
-  wasm-bindgen --target web --no-typescript --out-dir www/pkg "$TARGET_DIR/$WASM_TARGET/release/websd.wasm"
+  wasm-bindgen --target web --no-typescript --out-dir www/pkg "$TARGET_DIR/$WASM_TARGET/release/websd.wasm" || return 1
   report_size "after wasm-bindgen"
   # npm's binaryen (Debian's older wasm-opt produces a module that fails at start). Halves the size.
   if [ "${WEBSD_NO_WASM_OPT:-0}" != 1 ]; then
-    ensure_node_deps
+    ensure_node_deps || return 1
     log "wasm-opt -Oz"
     node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals www/pkg/websd_bg.wasm -o www/pkg/websd_bg.opt.wasm
-    mv www/pkg/websd_bg.opt.wasm www/pkg/websd_bg.wasm
+      --enable-sign-ext --enable-mutable-globals www/pkg/websd_bg.wasm -o www/pkg/websd_bg.opt.wasm || return 1
+    mv www/pkg/websd_bg.opt.wasm www/pkg/websd_bg.wasm || return 1
     report_size "after wasm-opt"
   fi
 }
@@ -83,10 +84,11 @@ run_step() {
   if "$@" 2>&1 | tee "$out"; then :; else FAILED_STEPS+=("$name"); fi
   # cargo test: "test result: ok. 3 passed; 1 failed; ..."; node --test: "# pass 3" / "ℹ pass 3".
   local p f
-  p=$( (grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$out" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}') )
-  f=$( (grep -oE '[0-9]+ passed; [0-9]+ failed' "$out" | awk '{s+=$3} END {print s+0}') )
-  p=$((p + $(grep -aoE '^(# |ℹ )pass [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')))
-  f=$((f + $(grep -aoE '^(# |ℹ )fail [0-9]+' "$out" | awk '{s+=$NF} END {print s+0}')))
+  read -r p f < <(awk '
+    /test result: / { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
+    /^(# |ℹ )pass [0-9]+$/ { p += $NF }
+    /^(# |ℹ )fail [0-9]+$/ { f += $NF }
+    END { print p + 0, f + 0 }' "$out")
   PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
   rm -f "$out"
 }

@@ -19,6 +19,8 @@ pub mod probe;
 pub mod prompt;
 pub mod rng;
 pub mod scheduler;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod sizes;
 pub mod tokenizer;
 pub mod weights;
 

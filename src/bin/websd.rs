@@ -10,6 +10,7 @@ fn main() {
         Some("memory") => cli::memory(&args[1..]),
         Some("generate") => cli::generate(&args[1..]),
         Some("noise") => cli::noise(&args[1..]),
+        Some("sizes") => cli::sizes(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
         Some("bench") => cli::bench(&args[1..]),
         _ => {
@@ -43,6 +44,8 @@ mod cli {
            [--width 512] [--height 512] [--scheduler NAME] [--batch 1] [--clip-skip 1]
            [--init IMAGE.png --strength 0.75] [--taesd] [--cpu] [--dtype f32|f16]
            [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder
+  sizes [--model sd15|sd21|sd-turbo]
+                               the text-to-image download under each storage choice
   noise --seed S [--stream N] [--count N]
                                the seeded Gaussian noise as JSON (the browser test compares it)
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
@@ -300,6 +303,28 @@ mod cli {
         print!("{}", bench::table(&report));
         if let Some(row) = report.rows.iter().find(|r| !r.finite) {
             return Err(format!("{} produced non-finite values", row.component));
+        }
+        Ok(())
+    }
+
+    /// `websd sizes`: the download of a real model under each storage choice.
+    pub fn sizes(args: &[String]) -> Result<(), String> {
+        use websd::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+        let model = opt(args, "--model", "sd15");
+        let (text, unet) = match model {
+            "sd15" => (ClipConfig::sd1(), UNetConfig::sd15()),
+            // SD-Turbo has SD 2.1's architecture.
+            "sd21" | "sd-turbo" => (ClipConfig::sd2(), UNetConfig::sd21()),
+            other => return Err(format!("unknown model {other:?}: sd15, sd21 or sd-turbo")),
+        };
+        let shapes = websd::sizes::text_to_image_shapes(&text, &unet, &VaeConfig::sd()).map_err(|e| e.to_string())?;
+        println!("{model}: text-to-image download (text encoder + UNet + VAE decoder)");
+        println!("{:<22} {:>14} {:>10} {:>13} {:>10}", "storage", "text encoder", "UNet", "VAE decoder", "total");
+        for (label, opts) in websd::sizes::settings() {
+            let per = websd::sizes::download_bytes(&shapes, &opts);
+            let mb = |c: &str| per.get(c).copied().unwrap_or(0) as f64 / 1e6;
+            let total: u64 = per.values().sum();
+            println!("{label:<22} {:>11.1} MB {:>7.1} MB {:>10.1} MB {:>7.3} GB", mb("text_encoder"), mb("unet"), mb("vae"), total as f64 / 1e9);
         }
         Ok(())
     }

@@ -516,43 +516,10 @@ mod fuzz {
 #[test]
 fn sd15_download_sizes() {
     use websd::model::config::VaeConfig;
-    use websd::weights::RandomSource;
-    let device = Device::flex();
-    let mut shapes: Vec<(&str, String, Vec<usize>)> = Vec::new();
-    let mut record = |component: &'static str, src: &RandomSource| {
-        for n in src.names() {
-            shapes.push((component, n.clone(), src.shape(&n).unwrap()));
-        }
-    };
-    let mut src = RandomSource::new();
-    ClipTextModel::load(&ClipConfig::sd1(), &mut WeightLoader::new(&mut src, &device)).unwrap();
-    record("text_encoder", &src);
-    let mut src = RandomSource::new();
-    AutoencoderKL::load(&VaeConfig::sd(), &mut WeightLoader::new(&mut src, &device)).unwrap();
-    record("vae", &src);
-    let mut src = RandomSource::new();
-    UNet2DConditionModel::load(&UNetConfig::sd15(), &mut WeightLoader::new(&mut src, &device)).unwrap();
-    record("unet", &src);
-    use websd::weights::convert::VaeStorage;
-    let settings = [
-        ("f16", Quant::F16, None, false, VaeStorage::F16),
-        ("q8", Quant::Q8, None, false, VaeStorage::F16),
-        ("q4 (text encoder q8)", Quant::Q4, Some(Quant::Q8), false, VaeStorage::F16),
-        ("q4", Quant::Q4, None, false, VaeStorage::F16),
-        ("q4 + min", Quant::Q4, None, true, VaeStorage::F16),
-        ("q4, VAE q8", Quant::Q4, None, false, VaeStorage::Q8),
-    ];
+    let shapes = websd::sizes::text_to_image_shapes(&ClipConfig::sd1(), &UNetConfig::sd15(), &VaeConfig::sd()).unwrap();
     let mut q4_total = 0;
-    for (label, quant, te, q4_min, vae) in settings {
-        let opts = ConvertOptions { quant, text_encoder_quant: te, q4_min, vae, ..Default::default() };
-        let mut per: BTreeMap<&str, u64> = BTreeMap::new();
-        for (c, n, shape) in &shapes {
-            if *c == "vae" && (n.starts_with("encoder.") || n.starts_with("quant_conv.")) {
-                continue; // text-to-image does not download the VAE encoder
-            }
-            let dtype = convert::storage_for(c, n, shape, &opts);
-            *per.entry(c).or_default() += convert::stored_size(dtype, shape, q4_min);
-        }
+    for (label, opts) in websd::sizes::settings() {
+        let per = websd::sizes::download_bytes(&shapes, &opts);
         let total: u64 = per.values().sum();
         println!(
             "SD 1.5 {label:<22} text encoder {:>7.1} MB  UNet {:>7.1} MB  VAE decoder {:>6.1} MB  total {:.3} GB",

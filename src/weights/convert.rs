@@ -395,27 +395,6 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|source| Error::Json { what: path.display().to_string(), source })
 }
 
-/// The safetensors files of a component folder, one at a time (sharded checkpoints have several).
-fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            n.ends_with(".safetensors") && (n.starts_with("diffusion_pytorch_model") || n.starts_with("model"))
-        })
-        .collect();
-    let variant = |p: &PathBuf| p.to_string_lossy().contains(".fp16.");
-    if paths.iter().any(|p| !variant(p)) {
-        paths.retain(|p| !variant(p));
-    }
-    paths.sort();
-    if paths.is_empty() {
-        return Err(Error::Other(format!("no model .safetensors file in {}", dir.display())));
-    }
-    Ok(paths)
-}
-
 /// The CLIP tokenizer a text encoder pairs with: from the pipeline's tokenizer folder when there
 /// is one, else from the activation (SD 1.x: quick_gelu; SD 2.x's OpenCLIP: gelu).
 fn tokenizer_info(root: Option<&Path>, text_config: &Value) -> TokenizerInfo {
@@ -455,7 +434,7 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         for c in ["text_encoder", "unet", "vae"] {
             let dir = src.join(c);
             let config = read_json(&dir.join("config.json"))?;
-            for path in component_files(&dir)? {
+            for path in super::safetensors::model_files(&dir)? {
                 let file = SourceFile::read(&path)?;
                 let items: Vec<Item> = file
                     .names()
@@ -482,7 +461,7 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
     }
     if let Some(dir) = &opts.taesd {
         components.insert("taesd".into(), read_json(&dir.join("config.json"))?);
-        for path in component_files(dir)? {
+        for path in super::safetensors::model_files(dir)? {
             let file = SourceFile::read(&path)?;
             let items: Vec<Item> = file.names().filter(|n| file.is_float(n)).map(|n| Item::copy("taesd", n.as_str(), n.as_str())).collect();
             job.write(&file, &items)?;

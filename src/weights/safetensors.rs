@@ -32,28 +32,9 @@ impl SafetensorsSource {
         Ok(source)
     }
 
-    /// Every `*.safetensors` file in a component folder (sharded checkpoints have several).
+    /// Every weights file of a component folder (sharded checkpoints have several).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        // diffusers/transformers name weights `diffusion_pytorch_model[-0000k-of-0000n].safetensors`
-        // or `model[...].safetensors`, with an optional `.fp16` variant beside them: take the
-        // full-precision files when both are present.
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                name.ends_with(".safetensors") && (name.starts_with("diffusion_pytorch_model") || name.starts_with("model"))
-            })
-            .collect();
-        let is_variant = |p: &PathBuf| p.to_string_lossy().contains(".fp16.");
-        if paths.iter().any(|p| !is_variant(p)) {
-            paths.retain(|p| !is_variant(p));
-        }
-        paths.sort();
-        if paths.is_empty() {
-            return Err(Error::Other(format!("no model .safetensors file in {}", dir.display())));
-        }
+        let paths = model_files(dir.as_ref())?;
         let mut source = Self { files: Vec::new(), entries: HashMap::new() };
         for path in paths {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -170,4 +151,27 @@ impl TensorSource for SafetensorsSource {
         let n = values.len();
         Ok(Tensor::from_data(TensorData::new(values, [n]), device))
     }
+}
+
+/// A component folder's weights files, sorted. diffusers/transformers name them
+/// `diffusion_pytorch_model[-0000k-of-0000n].safetensors` or `model[...].safetensors`, with an
+/// optional `.fp16` variant beside them: the full-precision files are taken when both are present.
+pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".safetensors") && (name.starts_with("diffusion_pytorch_model") || name.starts_with("model"))
+        })
+        .collect();
+    let is_variant = |p: &PathBuf| p.to_string_lossy().contains(".fp16.");
+    if paths.iter().any(|p| !is_variant(p)) {
+        paths.retain(|p| !is_variant(p));
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::Other(format!("no model .safetensors file in {}", dir.display())));
+    }
+    Ok(paths)
 }

@@ -162,9 +162,8 @@ impl StableDiffusion {
 
         let mut scheduler = req.scheduler.build(&self.scheduler_config, req.steps)?;
         let n = scheduler.timesteps().len();
-        let initial = noise.noise(STREAM_LATENTS, b, [4, h, w], &device)?;
         let (start, mut latents) = match &req.init_image {
-            None => (0, initial * scheduler.init_noise_sigma()),
+            None => (0, noise.noise(STREAM_LATENTS, b, [4, h, w], &device)? * scheduler.init_noise_sigma()),
             Some(image) => {
                 if !(0.0..=1.0).contains(&req.strength) {
                     return Err(Error::Other(format!("strength must be in 0..=1, not {}", req.strength)));

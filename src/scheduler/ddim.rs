@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, missing_noise, spaced_timesteps, x0_and_eps};
+use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, missing_noise, round_half_even, spaced_timesteps, x0_and_eps};
 use crate::error::Result;
 
 pub struct Ddim {
@@ -19,7 +19,7 @@ impl Ddim {
         let alphas_cumprod = config.alphas_cumprod()?;
         let final_alpha = if config.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] as f64 };
         Ok(Self {
-            timesteps: spaced_timesteps(config.spacing(Spacing::Leading)?, steps, config).into_iter().map(f64::round).collect(),
+            timesteps: spaced_timesteps(config.spacing(Spacing::Leading)?, steps, config).into_iter().map(round_half_even).collect(),
             step_ratio: config.num_train_timesteps / steps,
             prediction: config.prediction()?,
             alphas_cumprod,

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, interp, karras_sigmas, linspace, round_half_even, sigma_to_t, train_sigmas};
+use super::{Prediction, arange_down, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, interp, karras_sigmas, linspace, round_half_even, sigma_to_t, train_sigmas};
 use crate::error::Result;
 
 pub struct DpmSolver {
@@ -29,15 +29,14 @@ impl DpmSolver {
                 (1..=steps).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
             }
             Spacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                (0..steps).map(|i| round_half_even(train as f64 - i as f64 * ratio) - 1.0).collect()
+                arange_down(train as f64, train as f64 / steps as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect()
             }
         };
         let all = train_sigmas(&alphas_cumprod);
         let mut sigmas: Vec<f64> = if karras {
             let log: Vec<f64> = all.iter().map(|s| s.ln()).collect();
             let s = karras_sigmas(all[0], all[all.len() - 1], steps);
-            timesteps = s.iter().map(|&x| sigma_to_t(x, &log).round()).collect();
+            timesteps = s.iter().map(|&x| round_half_even(sigma_to_t(x, &log))).collect();
             s
         } else {
             timesteps.iter().map(|&t| interp(t, &all)).collect()

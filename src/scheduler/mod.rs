@@ -178,16 +178,18 @@ pub fn spaced_timesteps(spacing: Spacing, n: usize, config: &SchedulerConfig) ->
             (0..n).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
         }
         Spacing::Trailing => {
-            let ratio = train as f64 / n as f64;
-            let mut t = Vec::new();
-            let mut x = train as f64;
-            while x > 0.0 {
-                t.push(round_half_even(x) - 1.0);
-                x -= ratio;
-            }
-            t
+            arange_down(train as f64, train as f64 / n as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect()
         }
     }
+}
+
+/// numpy's `arange(start, 0, -step)` exactly: its length is ceil(start / step) and its values are
+/// start + i·delta with delta = (start − step) − start, which is not always −step. (Repeated
+/// subtraction drifts: SD 2's trailing DDIM at 3 steps once got a 4th timestep, −1.)
+pub fn arange_down(start: f64, step: f64) -> Vec<f64> {
+    let len = (start / step).ceil() as usize;
+    let delta = (start - step) - start;
+    (0..len).map(|i| start + i as f64 * delta).collect()
 }
 
 /// numpy's round (half to even).

@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, linspace, round_half_even, x0_and_eps};
+use super::{Prediction, arange_down, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, linspace, round_half_even, x0_and_eps};
 use crate::error::{Error, Result};
 
 pub struct Pndm {
@@ -28,16 +28,17 @@ impl Pndm {
             Spacing::Linspace => linspace(0.0, (train - 1) as f64, steps).into_iter().map(round_half_even).collect(),
             Spacing::Leading => (0..steps).map(|i| (i * (train / steps) + config.steps_offset) as f64).collect(),
             Spacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                (0..steps).rev().map(|i| round_half_even(train as f64 - i as f64 * ratio) - 1.0).collect()
+                arange_down(train as f64, train as f64 / steps as f64).into_iter().rev().map(|t| round_half_even(t) - 1.0).collect()
             }
         };
-        if steps < 2 {
-            return Err(Error::Other("PNDM needs at least 2 steps".into()));
+        if steps == 0 {
+            return Err(Error::Other("PNDM needs at least 1 step".into()));
         }
-        // ascending [t0 .. t_{n-2}, t_{n-2}, t_{n-1}], then reversed
+        // ascending [t0 .. t_{n-2}, t_{n-2}, t_{n-1}] (one step: just [t0]), then reversed
         let mut ts: Vec<f64> = base[..steps - 1].to_vec();
-        ts.push(base[steps - 2]);
+        if steps >= 2 {
+            ts.push(base[steps - 2]);
+        }
         ts.push(base[steps - 1]);
         ts.reverse();
         let alphas_cumprod = config.alphas_cumprod()?;

@@ -1,8 +1,9 @@
-//! The whole txt2img pipeline against diffusers' StableDiffusionPipeline on the tiny models:
-//! same token ids, same initial latents and sampler noise (recorded), same images.
+//! The whole txt2img and img2img pipeline against diffusers' StableDiffusionPipeline and
+//! StableDiffusionImg2ImgPipeline on the tiny models: same token ids, same initial latents and
+//! noise (recorded), same images.
 
 use burn::prelude::*;
-use websd::pipeline::{Decoder, NoiseSource, Request, STREAM_LATENTS, STREAM_STEP, StableDiffusion};
+use websd::pipeline::{Decoder, NoiseSource, Request, STREAM_ENCODER, STREAM_IMG2IMG, STREAM_LATENTS, STREAM_STEP, StableDiffusion};
 use websd::scheduler::SchedulerKind;
 use websd::weights::SafetensorsSource;
 
@@ -16,12 +17,15 @@ pub struct Recorded<'a> {
 
 impl NoiseSource for Recorded<'_> {
     fn noise(&mut self, stream: u64, _batch: usize, _shape: [usize; 3], device: &Device) -> websd::Result<Tensor<4>> {
-        let name = if stream == STREAM_LATENTS {
-            "latents".to_string()
-        } else {
-            assert!(stream >= STREAM_STEP, "unexpected noise stream {stream}");
-            self.draws += 1;
-            format!("noise{}", self.draws - 1)
+        let name = match stream {
+            STREAM_LATENTS => "latents".to_string(),
+            STREAM_ENCODER => "encoder_noise".to_string(),
+            STREAM_IMG2IMG => "img2img_noise".to_string(),
+            _ => {
+                assert!(stream >= STREAM_STEP, "unexpected noise stream {stream}");
+                self.draws += 1;
+                format!("noise{}", self.draws - 1)
+            }
         };
         self.trace.tensor::<4>(&name, device)
     }
@@ -45,6 +49,9 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
     let trace = SafetensorsSource::from_file(fixtures().join("pipeline").join(format!("{name}.safetensors"))).unwrap();
     let ids = |n: &str| vec![trace.read_i64(n).unwrap().0];
     let class = meta["scheduler"].as_str().unwrap();
+    // img2img: diffusers' input in [0, 1] becomes [-1, 1], as the pipeline's preprocessing does.
+    let strength = meta["strength"].as_f64();
+    let init_image = strength.map(|_| trace.tensor::<4>("init_image", &sd.device).unwrap() * 2.0 - 1.0);
     let request = Request {
         prompt: ids("prompt_ids"),
         negative_prompt: ids("negative_ids"),
@@ -57,8 +64,8 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
         scheduler: SchedulerKind::from_class(class, meta["karras"].as_bool().unwrap_or(false)).unwrap(),
         batch: 2,
         clip_skip: 1,
-        init_image: None,
-        strength: 1.0,
+        init_image,
+        strength: strength.unwrap_or(1.0),
         decoder: Decoder::Vae,
     };
     let mut noise = Recorded { trace: &trace, draws: 0 };
@@ -70,6 +77,7 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
     .unwrap();
     assert_eq!(noise.draws, meta["noise_draws"].as_u64().unwrap() as usize, "{name}: noise draws");
     let steps = seen.len();
+    assert_eq!(steps, meta["steps_run"].as_u64().unwrap() as usize, "{name}: steps run");
     assert_eq!(seen.last(), Some(&(steps, steps)), "{name}: progress reaches the end");
     // diffusers' output_type "np": (x / 2 + 0.5) clamped to [0, 1], as [B, H, W, 3].
     check_png(&image, &trace, name);
@@ -107,6 +115,26 @@ fn sd1_pndm_without_guidance_matches_diffusers() {
 #[test]
 fn sd2_ddim_v_prediction_matches_diffusers() {
     replay("sd2_ddim_vpred");
+}
+
+#[test]
+fn sd1_img2img_euler_matches_diffusers() {
+    replay("sd1_img2img_euler");
+}
+
+#[test]
+fn sd1_img2img_ddim_matches_diffusers() {
+    replay("sd1_img2img_ddim");
+}
+
+#[test]
+fn sd1_img2img_dpmpp_2m_karras_matches_diffusers() {
+    replay("sd1_img2img_dpmpp_2m_karras");
+}
+
+#[test]
+fn sd1_img2img_euler_ancestral_matches_diffusers() {
+    replay("sd1_img2img_euler_a");
 }
 
 #[test]

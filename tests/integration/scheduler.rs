@@ -57,3 +57,31 @@ macro_rules! trace_tests {
 }
 
 trace_tests!(ddim, ddim_eta, ddim_trailing_vpred, euler, euler_leading, euler_vpred_trailing, euler_ancestral, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, lms, sd_turbo);
+
+/// Every sampler × timestep_spacing × step count (1..=50 and up to 500) lays out the same
+/// timesteps as diffusers' `set_timesteps` (`make_scheduler_fixtures.py`, timesteps.json).
+#[test]
+fn timesteps_equal_diffusers_for_every_step_count() {
+    let tables: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("schedulers/timesteps.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for (class, spacings) in tables.as_object().unwrap() {
+        let kind = SchedulerKind::from_class(class, false).unwrap_or_else(|| panic!("no sampler for {class}"));
+        for (spacing, rows) in spacings.as_object().unwrap() {
+            let config = SchedulerConfig::from_json(&format!(
+                r#"{{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+                    "steps_offset": 1, "set_alpha_to_one": false, "skip_prk_steps": true, "timestep_spacing": "{spacing}"}}"#
+            ))
+            .unwrap();
+            for (steps, expected) in rows.as_object().unwrap() {
+                let steps: usize = steps.parse().unwrap();
+                // Compared in f32: some samplers keep f64 timesteps, some f32.
+                let expected: Vec<f32> = expected.as_array().unwrap().iter().map(|t| t.as_f64().unwrap() as f32).collect();
+                let ours: Vec<f32> = kind.build(&config, steps).unwrap().timesteps().iter().map(|&t| t as f32).collect();
+                assert_eq!(ours, expected, "{class} {spacing} {steps} steps");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 700, "only {checked} tables checked");
+}

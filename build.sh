@@ -63,6 +63,16 @@ build_wasm() {
     mv www/pkg/websd_bg.opt.wasm www/pkg/websd_bg.wasm || return 1
     report_size "after wasm-opt"
   fi
+  stamp_build
+}
+
+# The service worker names its cache after this build (sw.js imports www/pkg/build.js): a new
+# build changes the file, the browser installs the new worker, and it deletes the old cache.
+stamp_build() {
+  local id
+  id=$(cat index.html manifest.webmanifest sw.js www/*.js www/*.css www/*.svg www/models.json www/pkg/websd.js www/pkg/websd_bg.wasm | sha256sum | cut -c1-16)
+  printf "// Written by build.sh: the id of this build (the service worker's cache name).\nself.WEBSD_BUILD = '%s';\n" "$id" > www/pkg/build.js
+  log "build id $id"
 }
 
 report_size() {

@@ -7,11 +7,20 @@
 // Strategy: network first, cache as the fallback. Online, every load gets the current files (the
 // server answers an unchanged file with a 304, so the cache is rewritten only when a file changed);
 // offline, the cached copy.
-const CACHE = 'websd-shell-v1';
+//
+// Versions: the cache is named after the build (www/pkg/build.js, written by build.sh). A new build
+// changes that imported file, so the browser installs this worker again: it fills a new cache and,
+// once active, deletes the caches of older builds.
+try {
+  importScripts('www/pkg/build.js');
+} catch (e) {
+  // No build id (a tree served without ./build.sh): one fixed name.
+}
+const CACHE = `websd-shell-${self.WEBSD_BUILD ?? 'dev'}`;
 const SHELL = [
   './', 'index.html', 'manifest.webmanifest',
   'www/app.js', 'www/worker.js', 'www/worker-client.js', 'www/store.js', 'www/db.js', 'www/format.js',
-  'www/gpu.js', 'www/models-ui.js', 'www/settings.js', 'www/gallery.js', 'www/progress.js',
+  'www/gpu.js', 'www/models-ui.js', 'www/settings.js', 'www/gallery.js', 'www/progress.js', 'www/tokens.js',
   'www/style.css', 'www/icon.svg', 'www/models.json',
   'www/pkg/websd.js', 'www/pkg/websd_bg.wasm',
 ].map((p) => new URL(p, self.location).href);

@@ -70,7 +70,7 @@ impl StableDiffusion {
     /// Tokenizes `text` (A1111 weighting syntax) into 77-id chunks with this model's padding,
     /// and the weight of each id.
     pub fn tokenize(&self, text: &str) -> Result<(Vec<Vec<i64>>, Vec<Vec<f32>>)> {
-        let tokenizer = ClipTokenizer::new(self.pad_token as u32)?;
+        let tokenizer = ClipTokenizer::shared(self.pad_token as u32)?;
         let encoded = tokenizer.encode_weighted(text)?;
         Ok((encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect(), encoded.weights))
     }

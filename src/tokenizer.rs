@@ -52,6 +52,21 @@ impl ClipTokenizer {
         Self::from_json_bytes(&json, pad_id)
     }
 
+    /// The embedded tokenizer, built once per padding id (building it takes a noticeable time in
+    /// the browser, and the page asks for token counts as the user types).
+    pub fn shared(pad_id: u32) -> Result<std::sync::Arc<Self>> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<HashMap<u32, Arc<ClipTokenizer>>>> = OnceLock::new();
+        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(&pad_id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Self::new(pad_id)?);
+        cache.insert(pad_id, t.clone());
+        Ok(t)
+    }
+
     /// A tokenizer from tokenizer.json bytes.
     pub fn from_json_bytes(json: &[u8], pad_id: u32) -> Result<Self> {
         let mut inner = tokenizers::Tokenizer::from_bytes(json)
@@ -126,9 +141,47 @@ impl ClipTokenizer {
     }
 }
 
+/// How a prompt is tokenized, for the page's counter and the CLI's notice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptLength {
+    pub tokens: usize,
+    pub chunks: usize,
+}
+
+impl PromptLength {
+    pub fn of(text: &str) -> Result<Self> {
+        let encoded = ClipTokenizer::shared(EOS)?.encode_weighted(text)?;
+        Ok(Self { tokens: encoded.token_count, chunks: encoded.chunks.len() })
+    }
+
+    /// What users are told when a prompt is split (None when it fits one chunk).
+    pub fn notice(&self, what: &str) -> Option<String> {
+        (self.chunks > 1).then(|| {
+            format!(
+                "the {what} has {} tokens, more than CLIP's {CHUNK}: it is encoded as {} chunks of up to {CHUNK} tokens and the chunks are joined (as A1111 does)",
+                self.tokens, self.chunks
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompt_length_counts_tokens_and_chunks_and_notices_only_splits() {
+        let short = PromptLength::of("a (photo:1.2) of a cat").unwrap();
+        assert_eq!(short, PromptLength { tokens: 5, chunks: 1 });
+        assert_eq!(short.notice("prompt"), None);
+        let exactly = PromptLength::of(&"cat ".repeat(CHUNK)).unwrap();
+        assert_eq!(exactly, PromptLength { tokens: CHUNK, chunks: 1 });
+        let long = PromptLength::of(&"cat ".repeat(CHUNK + 1)).unwrap();
+        assert_eq!(long, PromptLength { tokens: CHUNK + 1, chunks: 2 });
+        let notice = long.notice("prompt").unwrap();
+        assert!(notice.contains("76 tokens") && notice.contains("2 chunks"), "{notice}");
+        assert!(std::sync::Arc::ptr_eq(&ClipTokenizer::shared(EOS).unwrap(), &ClipTokenizer::shared(EOS).unwrap()));
+    }
 
     #[test]
     fn embedded_tokenizer_wraps_and_pads() {

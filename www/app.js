@@ -5,6 +5,7 @@ import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } fr
 import { setUpModels, selectedId, modelInfo } from './models-ui.js';
 import { setUpSettings, readForGenerate, applySettings } from './settings.js';
 import { addImages, renderGallery } from './gallery.js';
+import { setUpTokenCounter } from './tokens.js';
 import { showProgress, showIdle, showError, clearError, startTimer, formatDuration } from './progress.js';
 
 const $ = (id) => document.getElementById(id);
@@ -123,6 +124,7 @@ async function main() {
     else if (phase === 'protocol') showError(message);
   });
   await setUpModels(client);
+  setUpTokenCounter(client);
   if (problem) { showUnsupported(problem); $('generate').disabled = true; return; }
   $('probe-status').textContent = 'Loading websd…';
   client.post({ type: 'init' });

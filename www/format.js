@@ -3,6 +3,7 @@
 /** 1234567 → "1.2 MB" (decimal units, as disks and browsers' storage settings show them). */
 export function formatBytes(n) {
   if (!Number.isFinite(n)) return '?';
+  if (n >= 1e12) return `${(n / 1e12).toFixed(2)} TB`;
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;

@@ -72,6 +72,8 @@ export function applySettings(s, { lockSeed = true } = {}) {
   const set = (id, v) => { if (v !== undefined && v !== null) $(id).value = v; };
   set('prompt', s.prompt);
   set('negative-prompt', s.negative_prompt);
+  // Setting .value fires no event: tell the token counter.
+  for (const id of ['prompt', 'negative-prompt']) $(id).dispatchEvent(new Event('change'));
   set('steps', s.steps);
   set('guidance', s.guidance_scale);
   set('seed', s.seed);

@@ -4,7 +4,7 @@
 //
 // Page → worker: {type:'init'} · {type:'probe'} · {type:'list-models'} · {type:'download', id, manifestUrl}
 //   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'} · {type:'load', id}
-//   · {type:'generate', params} · {type:'cancel'}
+//   · {type:'generate', params} · {type:'cancel'} · {type:'prompt-length', field, text}
 // Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
 //   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
@@ -12,6 +12,7 @@
 //   · {type:'step', step, total, preview?:{width,height,pixels}}
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, id?}
+//   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
 //
 // generate params (snake_case, as the wasm side reads them): {prompt, negative_prompt, steps,
 //   guidance_scale, seed, width, height, scheduler, batch_count, preview, strength?,
@@ -116,6 +117,11 @@ const handlers = {
   },
   load,
   generate,
+  'prompt-length': async ({ field, text }) => {
+    await wasm();
+    const { tokens, chunks, notice } = websd.prompt_length(text, field === 'prompt' ? 'prompt' : 'negative prompt');
+    postMessage({ type: 'prompt-length', field, text, tokens, chunks, notice });
+  },
   cancel: async () => {
     cancelRequested = true;
     if (generating && typeof websd.cancel === 'function') websd.cancel();

@@ -229,14 +229,21 @@ mod cli {
             Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
             None => None,
         };
+        for (text, what) in [(&settings.prompt, "prompt"), (&settings.negative_prompt, "negative prompt")] {
+            if let Some(notice) = websd::tokenizer::PromptLength::of(text).map_err(|e| e.to_string())?.notice(what) {
+                eprintln!("note: {notice}");
+            }
+        }
         let started = std::time::Instant::now();
         let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let mut bar = ProgressBar::new();
         let images = pollster::block_on(sd.generate_images(&settings, init.as_ref(), &name, |done, total, _| {
-            eprint!("\rstep {done}/{total}");
+            bar.show(done, total);
             async { true }
         }))
         .map_err(|e| e.to_string())?;
-        eprintln!("\r{} image(s) in {:.1} s", images.len(), started.elapsed().as_secs_f64());
+        bar.finish();
+        eprintln!("{} image(s) in {:.1} s", images.len(), started.elapsed().as_secs_f64());
         let out = std::path::PathBuf::from(opt(args, "--out", "out.png"));
         for (b, g) in images.iter().enumerate() {
             let path = if images.len() == 1 { out.clone() } else { out.with_file_name(format!("{}-{b}.png", out.file_stem().unwrap_or_default().to_string_lossy())) };
@@ -327,5 +334,41 @@ mod cli {
             println!("{label:<22} {:>11.1} MB {:>7.1} MB {:>10.1} MB {:>7.3} GB", mb("text_encoder"), mb("unet"), mb("vae"), total as f64 / 1e9);
         }
         Ok(())
+    }
+
+    /// The terminal's progress bar for the sampler steps: `[######------] step 7/20 · 0.4 s/step ·
+    /// 5 s left`, redrawn in place on a terminal, one line per step otherwise (logs, CI).
+    struct ProgressBar {
+        started: std::time::Instant,
+        tty: bool,
+        drawn: bool,
+    }
+
+    impl ProgressBar {
+        fn new() -> Self {
+            use std::io::IsTerminal;
+            Self { started: std::time::Instant::now(), tty: std::io::stderr().is_terminal(), drawn: false }
+        }
+
+        fn show(&mut self, done: usize, total: usize) {
+            const WIDTH: usize = 24;
+            let per_step = self.started.elapsed().as_secs_f64() / done.max(1) as f64;
+            let left = per_step * total.saturating_sub(done) as f64;
+            let filled = (WIDTH * done).checked_div(total).unwrap_or(WIDTH).min(WIDTH);
+            let line = format!("[{}{}] step {done}/{total} · {per_step:.2} s/step · {left:.0} s left", "#".repeat(filled), "-".repeat(WIDTH - filled));
+            if self.tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+            self.drawn = true;
+        }
+
+        /// Ends the bar's line (the decoding follows).
+        fn finish(&mut self) {
+            if self.tty && self.drawn {
+                eprintln!();
+            }
+        }
     }
 }

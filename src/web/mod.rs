@@ -173,6 +173,18 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
 }
 
 /// Asks a running generation to stop after its current step.
+/// How `text` tokenizes: {tokens, chunks, notice} (notice: null unless the prompt is split into
+/// 75-token chunks), for the page's counter under each prompt.
+#[wasm_bindgen]
+pub fn prompt_length(text: &str, what: &str) -> Result<JsValue, JsValue> {
+    let length = crate::tokenizer::PromptLength::of(text).map_err(js_error)?;
+    let o = js_sys::Object::new();
+    set(&o, "tokens", length.tokens as u32);
+    set(&o, "chunks", length.chunks as u32);
+    set(&o, "notice", length.notice(what).map(JsValue::from).unwrap_or(JsValue::NULL));
+    Ok(o.into())
+}
+
 #[wasm_bindgen]
 pub fn cancel() {
     CANCEL.with(|c| c.set(true));

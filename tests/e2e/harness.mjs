@@ -1,6 +1,7 @@
 // Shared set-up for the browser tests: the site served on a random 127.0.0.1 port and Debian's
 // Chromium driven by playwright-core, each launch with a fresh profile.
 import { chromium } from 'playwright-core';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
@@ -54,4 +55,13 @@ export async function openPage(browser, url) {
 export function websd(...args) {
   const bin = path.join(process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target'), 'release', 'websd');
   return execFileSync(bin, args, { encoding: 'utf8' });
+}
+
+/** Where the browser tests leave screenshots of the page's main states, for a person to look at. */
+export const SCREENSHOTS = path.join(process.env.WEBSD_TEST_OUTPUT ?? path.join(ROOT, 'test-output'), 'screenshots');
+
+/** Saves a full-page screenshot as test-output/screenshots/NAME.png. */
+export async function screenshot(page, name) {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }

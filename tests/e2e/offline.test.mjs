@@ -3,7 +3,9 @@
 // self-test. Shards are not in the service worker's cache (they live in IndexedDB).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSite, launchBrowser } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startSite, launchBrowser, ROOT } from './harness.mjs';
 
 test('after one visit the page opens offline: shell, wasm and catalog from the service worker', async () => {
   const site = await startSite();
@@ -16,7 +18,9 @@ test('after one visit the page opens offline: shell, wasm and catalog from the s
     await page.goto(site.url);
     await page.waitForSelector('body[data-offline="ready"]', { timeout: 60_000 });
     await page.waitForSelector('body[data-probe="done"]', { timeout: 60_000 });
-    const cached = await page.evaluate(async () => (await (await caches.open('websd-shell-v1')).keys()).map((r) => new URL(r.url).pathname));
+    const build = fs.readFileSync(path.join(ROOT, 'www/pkg/build.js'), 'utf8').match(/WEBSD_BUILD = '(\w+)'/)[1];
+    assert.deepEqual(await page.evaluate(() => caches.keys()), [`websd-shell-${build}`], 'one cache, named after this build');
+    const cached = await page.evaluate(async (name) => (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname), `websd-shell-${build}`);
     for (const path of ['/index.html', '/www/app.js', '/www/worker.js', '/www/store.js', '/www/pkg/websd_bg.wasm', '/www/models.json', '/manifest.webmanifest']) {
       assert.ok(cached.includes(path), `${path} is not cached: ${cached.join(', ')}`);
     }
@@ -36,5 +40,44 @@ test('after one visit the page opens offline: shell, wasm and catalog from the s
     assert.deepEqual(site.requests, [], 'requests reached the (closed) server');
   } finally {
     await browser.close();
+  }
+});
+
+test('a new build replaces the cached shell: new cache filled, the old one deleted', async () => {
+  // Two builds, told apart only by www/pkg/build.js (as build.sh writes it): the server answers
+  // build "aaaa" first, then "bbbb".
+  let build = 'aaaa';
+  const site = await startSite({
+    intercept: (req, res, pathname) => {
+      if (pathname !== '/www/pkg/build.js') return false;
+      res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
+      res.end(`self.WEBSD_BUILD = '${build}';\n`);
+      return true;
+    },
+  });
+  const browser = await launchBrowser();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(site.url);
+    await page.waitForSelector('body[data-offline="ready"]', { timeout: 60_000 });
+    assert.deepEqual(await page.evaluate(() => caches.keys()), ['websd-shell-aaaa']);
+
+    build = 'bbbb';
+    // What a reload does when the browser checks for an update; awaited here so the test knows when.
+    await page.evaluate(async () => {
+      const registration = await navigator.serviceWorker.getRegistration();
+      const activated = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+      await registration.update();
+      await activated;
+    });
+    await page.waitForFunction(async () => {
+      const keys = await caches.keys();
+      return keys.length === 1 && keys[0] === 'websd-shell-bbbb';
+    }, null, { timeout: 30_000 });
+    const cached = await page.evaluate(async () => (await (await caches.open('websd-shell-bbbb')).keys()).map((r) => new URL(r.url).pathname));
+    for (const p of ['/index.html', '/www/app.js', '/www/pkg/websd_bg.wasm']) assert.ok(cached.includes(p), `${p} is not in the new cache`);
+  } finally {
+    await browser.close();
+    site.close();
   }
 });

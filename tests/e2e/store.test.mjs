@@ -308,3 +308,27 @@ test('not enough storage: the message gives the numbers and what to delete', asy
     await context.close();
   }
 });
+
+test('a model larger than the free storage is refused before anything is fetched or recorded', async () => {
+  // The check before a download uses the browser's real navigator.storage.estimate(): a manifest
+  // listing a 100 TB shard is more than any test machine's quota.
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const huge = { format: 'websd-weights', version: 1, name: 'Synthetic Huge', shards: [{ file: `${'f'.repeat(64)}.bin`, size: 1e14, sha256: 'f'.repeat(64) }] };
+  fs.writeFileSync(path.join(synth.dir, 'huge.json'), JSON.stringify(huge));
+  const context = await freshContext();
+  try {
+    const page = await newPage(context);
+    const hugeUrl = new URL(`${MOUNT}huge.json`, site.url).href;
+    await downloadByUrl(page, hugeUrl);
+    const error = await waitForMessage(page, 'error', hugeUrl);
+    assert.match(error.message, /^Not enough storage for Synthetic Huge: it needs 100\.00 TB more, but only [\d.]+ [kMGT]?B of this site's [\d.]+ [kMGT]?B quota is free/);
+    assert.match(await page.textContent('#error'), /Not enough storage for Synthetic Huge/);
+    assert.deepEqual(Object.keys(fetched()), [`${MOUNT}huge.json`], 'only the manifest was fetched');
+    const store = await readStore(page);
+    assert.deepEqual(store.models, [], 'the refused model was recorded');
+    assert.deepEqual(store.shards, []);
+  } finally {
+    await context.close();
+  }
+});

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { startSite, launchBrowser } from './harness.mjs';
+import { startSite, launchBrowser, screenshot } from './harness.mjs';
 import { MOUNT, makeSyntheticModels, recordMessages, waitForMessage, downloadByUrl } from './synthetic.mjs';
 
 let site, browser, synth;
@@ -132,8 +132,33 @@ test('every control has a label, and a phone gets one column', async () => {
     assert.equal(await columns(), 2);
     await page.setViewportSize({ width: 390, height: 844 });
     assert.equal(await columns(), 1);
+    await screenshot(page, 'phone-layout');
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.equal(overflow, 0, 'the page scrolls sideways on a phone');
+  } finally {
+    await context.close();
+  }
+});
+
+test('the token counter under each prompt, and the notice when a prompt is split into chunks', async () => {
+  const { context, page } = await open();
+  try {
+    const counter = (id) => page.textContent(id);
+    await page.fill('#prompt', 'a (red:1.2) fox, [blurry]');
+    await page.waitForFunction(() => document.getElementById('prompt-tokens').textContent === '5/75 tokens');
+    assert.equal(await page.getAttribute('#prompt-tokens', 'class'), 'tokens');
+
+    await page.fill('#negative-prompt', 'cat '.repeat(80));
+    await page.waitForFunction(() => /80 tokens/.test(document.getElementById('negative-tokens').textContent));
+    assert.equal(await counter('#negative-tokens'),
+      "The negative prompt has 80 tokens, more than CLIP's 75: it is encoded as 2 chunks of up to 75 tokens and the chunks are joined (as A1111 does).");
+    assert.match(await page.getAttribute('#negative-tokens', 'class'), /chunked/);
+    await screenshot(page, 'prompt-split-notice');
+
+    await page.fill('#negative-prompt', '');
+    await page.waitForFunction(() => document.getElementById('negative-tokens').textContent === '0/75 tokens');
+    assert.doesNotMatch(await page.getAttribute('#negative-tokens', 'class'), /chunked/);
+    assert.equal(await counter('#prompt-tokens'), '5/75 tokens');
   } finally {
     await context.close();
   }

@@ -70,7 +70,7 @@ build_wasm() {
 # build changes the file, the browser installs the new worker, and it deletes the old cache.
 stamp_build() {
   local id
-  id=$(cat index.html manifest.webmanifest sw.js www/*.js www/*.css www/*.svg www/models.json www/pkg/websd.js www/pkg/websd_bg.wasm | sha256sum | cut -c1-16)
+  id=$(cat index.html bench.html manifest.webmanifest sw.js www/*.js www/*.css www/*.svg www/models.json www/pkg/websd.js www/pkg/websd_bg.wasm | sha256sum | cut -c1-16)
   printf "// Written by build.sh: the id of this build (the service worker's cache name).\nself.WEBSD_BUILD = '%s';\n" "$id" > www/pkg/build.js
   log "build id $id"
 }

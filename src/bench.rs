@@ -2,7 +2,8 @@
 //! nothing is downloaded) and reports the achieved TFLOP/s. bench/reference.py prints the same
 //! table for PyTorch + diffusers, so one run of each on the same machine gives the ratio.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, FloatDType};
@@ -17,43 +18,67 @@ use crate::pipeline::{Decoder, Request, SeededNoise, StableDiffusion};
 use crate::scheduler::{SchedulerConfig, SchedulerKind};
 use crate::weights::{RandomSource, WeightLoader};
 
-/// Which full-size model to build.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Model {
-    Sd15,
-    Sd21,
-    SdTurbo,
+/// The model whose networks are timed: one of the real architectures by name, or any converted
+/// model's configs (its manifest) for a custom or tiny one.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub unet: UNetConfig,
+    pub text: ClipConfig,
+    pub vae: VaeConfig,
+    pub taesd: TaesdConfig,
+    /// The tokenizer's padding id (49407 for SD 1.x, 0 for SD 2.x).
+    pub pad: i64,
+    /// SD-Turbo's image row: 1 step without guidance (the others: 20 steps with CFG).
+    pub turbo: bool,
+    /// Operation counts are known for the real SD 1.5 / 2.x architectures only.
+    unet_flops: Option<(f64, f64, f64)>,
+    sd_decoders: bool,
 }
 
 impl Model {
+    /// `sd15`, `sd21` or `sd-turbo`: the full-size architectures.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "sd15" => Ok(Self::Sd15),
-            "sd21" => Ok(Self::Sd21),
-            "sd-turbo" => Ok(Self::SdTurbo),
-            other => Err(Error::Other(format!("unknown model {other:?}: sd15, sd21 or sd-turbo"))),
-        }
+        let (unet, text, pad, turbo, flops) = match name {
+            "sd15" => (UNetConfig::sd15(), ClipConfig::sd1(), 49407, false, SD15_UNET),
+            "sd21" => (UNetConfig::sd21(), ClipConfig::sd2(), 0, false, SD21_UNET),
+            // SD-Turbo has SD 2.1's architecture.
+            "sd-turbo" => (UNetConfig::sd21(), ClipConfig::sd2(), 0, true, SD21_UNET),
+            other => return Err(Error::Other(format!("unknown model {other:?}: sd15, sd21, sd-turbo or a converted model's folder"))),
+        };
+        Ok(Self { name: name.into(), unet, text, vae: VaeConfig::sd(), taesd: TaesdConfig::sd(), pad, turbo, unet_flops: Some(flops), sd_decoders: true })
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sd15 => "sd15",
-            Self::Sd21 => "sd21",
-            Self::SdTurbo => "sd-turbo",
-        }
+    /// The architecture of a converted model (its manifest.json); the weights stay random.
+    pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
+        let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the manifest has no {name} config")));
+        Ok(Self {
+            name: manifest.name.clone(),
+            unet: UNetConfig::from_json(&config("unet")?)?,
+            text: ClipConfig::from_json(&config("text_encoder")?)?,
+            vae: VaeConfig::from_json(&config("vae")?)?,
+            taesd: match manifest.components.get("taesd") {
+                Some(c) => TaesdConfig::from_json(&c.to_string())?,
+                None => TaesdConfig::sd(),
+            },
+            pad: manifest.tokenizer.pad_token_id as i64,
+            turbo: false,
+            unet_flops: None,
+            sd_decoders: false,
+        })
     }
 
-    fn configs(self) -> (UNetConfig, ClipConfig) {
-        match self {
-            Self::Sd15 => (UNetConfig::sd15(), ClipConfig::sd1()),
-            Self::Sd21 | Self::SdTurbo => (UNetConfig::sd21(), ClipConfig::sd2()),
-        }
+    /// One image's UNet pass at `size`², when known.
+    fn unet_tflop(&self, size: usize) -> Option<f64> {
+        self.unet_flops.map(|f| scaled(f, size))
     }
 
-    /// The full image row: SD-Turbo runs 1 step without guidance, the others 20 Euler steps
-    /// with classifier-free guidance.
-    fn default_steps(self) -> usize {
-        if self == Self::SdTurbo { 1 } else { 20 }
+    fn decoder_tflop(&self, counts: (f64, f64, f64), size: usize) -> Option<f64> {
+        self.sd_decoders.then(|| scaled(counts, size))
+    }
+
+    fn default_steps(&self) -> usize {
+        if self.turbo { 1 } else { 20 }
     }
 }
 
@@ -97,7 +122,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { model: Model::Sd15, dtype: FloatDType::F32, size: 512, runs: 5, warmup: 1, parts: vec![Part::Text, Part::Unet, Part::Vae, Part::Taesd], steps: None }
+        Self { model: Model::parse("sd15").expect("a known model"), dtype: FloatDType::F32, size: 512, runs: 5, warmup: 1, parts: vec![Part::Text, Part::Unet, Part::Vae, Part::Taesd], steps: None }
     }
 }
 
@@ -134,7 +159,7 @@ impl Row {
 }
 
 pub struct Report {
-    pub model: Model,
+    pub model_name: String,
     pub size: usize,
     pub dtype: FloatDType,
     /// Adapter and backend (or "flex (CPU)").
@@ -161,11 +186,6 @@ fn scaled((c, a, b): (f64, f64, f64), size: usize) -> f64 {
     c + a * s2 + b * s2 * s2
 }
 
-/// One image's UNet pass.
-fn unet_tflop(model: Model, size: usize) -> f64 {
-    scaled(if model == Model::Sd15 { SD15_UNET } else { SD21_UNET }, size)
-}
-
 /// The text encoder on one 77-token chunk, from its config: per layer the q/k/v/out and MLP
 /// matrices per token plus the two attention products.
 pub fn text_tflop(c: &ClipConfig) -> f64 {
@@ -181,107 +201,133 @@ fn prompt_ids(pad: i64) -> Vec<i64> {
     ids
 }
 
-/// Runs `f` warmup + runs times, waiting for the device after each; returns the timed runs (ms)
-/// and whether the last output is finite.
-fn time(what: &str, device: &Device, warmup: usize, runs: usize, peak: &mut Option<u64>, mut f: impl FnMut() -> Result<Tensor<4>>) -> Result<(Vec<f64>, bool)> {
+/// Milliseconds on a monotonic clock (performance.now() in the browser).
+fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+        let now = performance.as_ref().and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok()).and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match (performance, now) {
+            (Some(p), Some(now)) => now.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now),
+            _ => js_sys::Date::now(),
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+type Run<'a> = Pin<Box<dyn Future<Output = Result<Tensor<4>>> + 'a>>;
+
+/// Runs `f` warmup + runs times; each run ends when the sum of its output has been read back
+/// (the same wait for the device natively and in the browser). Returns the timed runs (ms) and
+/// whether every output was finite.
+async fn time<'a>(what: &str, device: &Device, warmup: usize, runs: usize, peak: &mut Option<u64>, mut f: impl FnMut() -> Run<'a>) -> Result<(Vec<f64>, bool)> {
     let mut times = Vec::with_capacity(runs);
-    let mut last = None;
+    let mut finite = true;
     for i in 0..warmup + runs {
-        let start = Instant::now();
-        let out = f()?;
-        device.sync().map_err(|e| Error::Other(format!("{what}: {e:?}")))?;
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let start = now_ms();
+        let out = f().await?;
+        // GPU failures (e.g. a buffer over the adapter's limits) surface when data is read.
+        let sum = out.cast(FloatDType::F32).abs().sum().into_data_async().await.map_err(|e| Error::readback(what, e))?;
+        let ms = now_ms() - start;
+        finite &= sum.try_to_vec::<f32>().map_err(|e| Error::Other(format!("{what}: {e:?}")))?.iter().all(|v| v.is_finite());
         if i >= warmup {
             times.push(ms);
         }
         if let Some(u) = device.memory_pool_usage() {
             *peak = Some(peak.unwrap_or(0).max(u.bytes_reserved));
         }
-        last = Some(out);
     }
-    let finite = match last {
-        Some(out) => {
-            // GPU failures (e.g. a buffer over the adapter's limits) surface when data is read.
-            let sum: f32 = out.cast(FloatDType::F32).abs().sum().try_into_scalar().map_err(|e| Error::Other(format!("{what}: {e:?}")))?;
-            sum.is_finite()
-        }
-        None => false,
-    };
     Ok((times, finite))
 }
 
-/// Builds the model parts `opts` asks for on `device` and times them. The device must already
-/// be configured for `opts.dtype` (see `Device::configure`). The VAE runs in f32 as the
-/// pipeline runs it; TAESD too.
-pub fn run(opts: &Options, device: &Device, device_name: &str) -> Result<Report> {
+fn ready<'a>(value: Result<Tensor<4>>) -> Run<'a> {
+    Box::pin(std::future::ready(value))
+}
+
+/// Builds the model parts `opts` asks for on `device` and times them. The VAE runs in f32 as the
+/// pipeline runs it; TAESD too. `on_row` hears of each row as soon as it is measured (the
+/// browser's page shows them one by one).
+pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row: impl FnMut(&Row)) -> Result<Report> {
     if opts.size == 0 || opts.size % 8 != 0 {
         return Err(Error::Other(format!("--size must be a positive multiple of 8, not {}", opts.size)));
     }
     if opts.runs == 0 {
         return Err(Error::Other("--runs must be at least 1".into()));
     }
-    let (unet_config, clip_config) = opts.model.configs();
+    let model = &opts.model;
     let latent = opts.size / 8;
-    let pad = if opts.model == Model::Sd15 { 49407 } else { 0 };
+    let pad = model.pad;
     let wants = |p: Part| opts.parts.contains(&p);
     let needs_all = wants(Part::Image);
     let mut rows = Vec::new();
     let mut peak = None;
     let (w, r) = (opts.warmup, opts.runs);
     let dt = opts.dtype;
+    let mut push = |row: Row, rows: &mut Vec<Row>| {
+        on_row(&row);
+        rows.push(row);
+    };
 
     let text = if wants(Part::Text) || needs_all {
         let mut src = RandomSource::new();
-        Some(ClipTextModel::load(&clip_config, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
+        Some(ClipTextModel::load(&model.text, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
     } else {
         None
     };
     if let (true, Some(text)) = (wants(Part::Text), &text) {
         let ids = vec![prompt_ids(pad)];
-        let (times, finite) = time("text encoder", device, w, r, &mut peak, || Ok(text.forward(&ids, 1)?.hidden.unsqueeze_dim(0)))?;
-        rows.push(Row { component: "text encoder".into(), dtype: dt, times_ms: times, tflop: Some(text_tflop(&clip_config)), finite });
+        let (times, finite) = time("text encoder", device, w, r, &mut peak, || ready(text.forward(&ids, 1).map(|o| o.hidden.unsqueeze_dim(0)))).await?;
+        push(Row { component: "text encoder".into(), dtype: dt, times_ms: times, tflop: Some(text_tflop(&model.text)), finite }, &mut rows);
     }
 
     let unet = if wants(Part::Unet) || needs_all {
         let mut src = RandomSource::new();
-        Some(UNet2DConditionModel::load(&unet_config, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
+        Some(UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
     } else {
         None
     };
     if let (true, Some(unet)) = (wants(Part::Unet), &unet) {
         // Random conditioning, so the UNet rows run without the text encoder.
-        let context = Tensor::<3>::random([1, 77, clip_config.hidden_size], Distribution::Normal(0.0, 1.0), device).cast(dt);
+        let context = Tensor::<3>::random([1, 77, model.text.hidden_size], Distribution::Normal(0.0, 1.0), device).cast(dt);
         for batch in [2, 1] {
             let sample = Tensor::<4>::random([batch, 4, latent, latent], Distribution::Normal(0.0, 1.0), device).cast(dt);
             let ctx = context.clone().repeat_dim(0, batch);
             let t = Tensor::<1>::full([batch], 500.0, device);
             let name = if batch == 2 { "UNet step, batch 2 (CFG)" } else { "UNet step, batch 1" };
-            let (times, finite) = time(name, device, w, r, &mut peak, || unet.forward(sample.clone(), t.clone(), ctx.clone(), None))?;
-            rows.push(Row { component: name.into(), dtype: dt, times_ms: times, tflop: Some(batch as f64 * unet_tflop(opts.model, opts.size)), finite });
+            let (times, finite) = time(name, device, w, r, &mut peak, || ready(unet.forward(sample.clone(), t.clone(), ctx.clone(), None))).await?;
+            let tflop = model.unet_tflop(opts.size).map(|t| batch as f64 * t);
+            push(Row { component: name.into(), dtype: dt, times_ms: times, tflop, finite }, &mut rows);
         }
     }
 
     let latents = Tensor::<4>::random([1, 4, latent, latent], Distribution::Normal(0.0, 1.0), device).cast(FloatDType::F32);
     let vae = if wants(Part::Vae) || needs_all {
         let mut src = RandomSource::new();
-        Some(AutoencoderKL::load(&VaeConfig::sd(), &mut WeightLoader::new(&mut src, device).with_dtype(FloatDType::F32))?)
+        Some(AutoencoderKL::load(&model.vae, &mut WeightLoader::new(&mut src, device).with_dtype(FloatDType::F32))?)
     } else {
         None
     };
     if let (true, Some(vae)) = (wants(Part::Vae), &vae) {
-        let (times, finite) = time("VAE decode", device, w, r, &mut peak, || Ok(vae.decode(latents.clone())))?;
-        rows.push(Row { component: "VAE decode".into(), dtype: FloatDType::F32, times_ms: times, tflop: Some(scaled(VAE_DECODER, opts.size)), finite });
+        let (times, finite) = time("VAE decode", device, w, r, &mut peak, || ready(Ok(vae.decode(latents.clone())))).await?;
+        let tflop = model.decoder_tflop(VAE_DECODER, opts.size);
+        push(Row { component: "VAE decode".into(), dtype: FloatDType::F32, times_ms: times, tflop, finite }, &mut rows);
     }
     if wants(Part::Taesd) {
         let mut src = RandomSource::new();
-        let taesd = Taesd::load(&TaesdConfig::sd(), &mut WeightLoader::new(&mut src, device).with_dtype(FloatDType::F32))?;
-        let (times, finite) = time("TAESD decode", device, w, r, &mut peak, || Ok(taesd.decode(latents.clone())))?;
-        rows.push(Row { component: "TAESD decode".into(), dtype: FloatDType::F32, times_ms: times, tflop: Some(scaled(TAESD_DECODER, opts.size)), finite });
+        let taesd = Taesd::load(&model.taesd, &mut WeightLoader::new(&mut src, device).with_dtype(FloatDType::F32))?;
+        let (times, finite) = time("TAESD decode", device, w, r, &mut peak, || ready(Ok(taesd.decode(latents.clone())))).await?;
+        let tflop = model.decoder_tflop(TAESD_DECODER, opts.size);
+        push(Row { component: "TAESD decode".into(), dtype: FloatDType::F32, times_ms: times, tflop, finite }, &mut rows);
     }
 
     if let (true, Some(text_encoder), Some(unet), Some(vae)) = (needs_all, text, unet, vae) {
-        let steps = opts.steps.unwrap_or(opts.model.default_steps());
-        let cfg = opts.model != Model::SdTurbo;
+        let steps = opts.steps.unwrap_or(model.default_steps());
+        let cfg = !model.turbo;
         let sd = StableDiffusion {
             text_encoder,
             unet,
@@ -310,16 +356,20 @@ pub fn run(opts: &Options, device: &Device, device_name: &str) -> Result<Report>
             decoder: Decoder::Vae,
         };
         let name = format!("txt2img image, {steps} Euler steps{}", if cfg { ", CFG" } else { "" });
-        let (times, finite) = time(&name, device, w, r, &mut peak, || pollster::block_on(sd.generate(&request, &mut SeededNoise(1), |_, _, _| async { true })))?;
+        let (sd, request) = (&sd, &request);
+        let (times, finite) = time(&name, device, w, r, &mut peak, || Box::pin(async move { sd.generate(request, &mut SeededNoise(1), |_, _, _| async { true }).await })).await?;
         let copies = if cfg { 2.0 } else { 1.0 };
-        let work = copies * text_tflop(&clip_config) + steps as f64 * copies * unet_tflop(opts.model, opts.size) + scaled(VAE_DECODER, opts.size);
-        rows.push(Row { component: name, dtype: dt, times_ms: times, tflop: Some(work), finite });
+        let work = match (model.unet_tflop(opts.size), model.decoder_tflop(VAE_DECODER, opts.size)) {
+            (Some(unet), Some(vae)) => Some(copies * text_tflop(&model.text) + steps as f64 * copies * unet + vae),
+            _ => None,
+        };
+        push(Row { component: name, dtype: dt, times_ms: times, tflop: work, finite }, &mut rows);
     }
 
-    Ok(Report { model: opts.model, size: opts.size, dtype: dt, device: device_name.to_string(), runs: r, warmup: w, rows, peak_reserved_bytes: peak })
+    Ok(Report { model_name: model.name.clone(), size: opts.size, dtype: dt, device: device_name.to_string(), runs: r, warmup: w, rows, peak_reserved_bytes: peak })
 }
 
-fn dtype_name(d: FloatDType) -> &'static str {
+pub fn dtype_name(d: FloatDType) -> &'static str {
     match d {
         FloatDType::F16 => "f16",
         FloatDType::BF16 => "bf16",
@@ -332,7 +382,7 @@ fn dtype_name(d: FloatDType) -> &'static str {
 pub fn table(r: &Report) -> String {
     let mut s = format!(
         "websd bench: model {} at {}×{}, dtype {}, device {}, median of {} runs after {} warm-up\n",
-        r.model.name(),
+        r.model_name,
         r.size,
         r.size,
         dtype_name(r.dtype),

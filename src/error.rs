@@ -31,6 +31,10 @@ pub enum Error {
     /// A generated image is unusable (NaN values, a flat colour); says which and why.
     #[error("bad image: {0}")]
     BadImage(String),
+    /// Reading a result back from the GPU failed: the device is lost (a driver reset, a destroyed
+    /// device) or out of memory. The device cannot be trusted any more.
+    #[error("GPU device lost: {0}")]
+    GpuLost(String),
     /// The user cancelled the generation.
     #[error("cancelled")]
     Cancelled,
@@ -45,6 +49,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A failed GPU → CPU read (burn's execution error), as the error it implies.
+    pub fn readback(what: &str, error: impl std::fmt::Debug) -> Self {
+        let detail = format!("{error:?}");
+        // The innermost cause is the last line that is not about backtraces.
+        let cause = detail.lines().map(str::trim).filter(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace")).last().unwrap_or("");
+        Error::GpuLost(format!("reading {what} back failed: {cause}"))
+    }
+
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Error::Io { path: path.as_ref().display().to_string(), source }
     }

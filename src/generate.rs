@@ -135,7 +135,8 @@ impl StableDiffusion {
         let first = denoised.narrow(0, 0, 1);
         let [_, _, h, w] = first.dims();
         let decoded = taesd.decode(first);
-        let values: Vec<f32> = to_rgb_255(decoded).into_data_async().await.map_err(|e| Error::Other(format!("{e:?}")))?.try_to_vec().map_err(|e| Error::Other(format!("{e:?}")))?;
+        let values: Vec<f32> =
+            to_rgb_255(decoded).into_data_async().await.map_err(|e| Error::readback("the preview", e))?.try_to_vec().map_err(|e| Error::Other(format!("{e:?}")))?;
         // A preview of a still-noisy image may be flat; it is shown, never judged.
         let mut pixels = Vec::with_capacity(values.len() / 3 * 4);
         for px in values.chunks(3) {
@@ -149,7 +150,7 @@ impl StableDiffusion {
 /// Reads decoded images [B, 3, H, W] back from the device and checks them.
 pub async fn read_images(decoded: Tensor<4>, height: usize, width: usize) -> Result<Vec<RgbaImage>> {
     let batch = decoded.dims()[0];
-    let data = to_rgb_255(decoded).into_data_async().await.map_err(|e| Error::Other(format!("reading the image back: {e:?}")))?;
+    let data = to_rgb_255(decoded).into_data_async().await.map_err(|e| Error::readback("the image", e))?;
     let values: Vec<f32> = data.try_to_vec().map_err(|e| Error::Other(format!("{e:?}")))?;
     rgb_values_to_images(&values, batch, height, width)
 }

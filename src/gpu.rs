@@ -35,11 +35,17 @@ impl GpuInfo {
 
 /// Opens the default GPU (on wasm, the page's WebGPU adapter).
 pub async fn open_gpu() -> Result<(Device, GpuInfo), String> {
+    let (device, info, _) = open_gpu_raw().await?;
+    Ok((device, info))
+}
+
+/// [`open_gpu`], also returning wgpu's handle of the device (to watch or destroy it).
+pub async fn open_gpu_raw() -> Result<(Device, GpuInfo, wgpu::Device), String> {
     #[cfg(target_arch = "wasm32")]
     let options = Device::wgpu_options().graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu);
     #[cfg(not(target_arch = "wasm32"))]
     let options = Device::wgpu_options();
     let (device, setup) = options.init_with_setup_async().await.map_err(|e| format!("could not open the GPU: {e}"))?;
     let info = GpuInfo::from_adapter(&setup.adapter, setup.backend);
-    Ok((device, info))
+    Ok((device, info, setup.device))
 }

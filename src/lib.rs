@@ -4,7 +4,6 @@
 //! code runs on WebGPU in the browser, wgpu over Vulkan/Metal natively, and burn's CPU backend in
 //! tests.
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod error;
 pub mod generate;

@@ -89,6 +89,21 @@ function onStep({ step, total, preview }) {
   if (preview && $('preview').checked) drawPixels(preview);
 }
 
+/**
+ * The worker crashed or lost its GPU device: start a fresh worker (which opens the GPU again) and
+ * say so. The model is loaded again from IndexedDB on the next Generate; nothing is downloaded.
+ */
+function recover(reason) {
+  const message = `The GPU stopped working: ${reason.replace(/\.$/, '')}. websd has reconnected to it: press Generate to try again; the model reloads from this device's storage.`;
+  gpuReady = false;
+  loadedId = null;
+  client.restart(message); // a generation waiting for its images fails with this message
+  setBusy(false);
+  showIdle('GPU reconnecting…');
+  showError(message);
+  client.post({ type: 'init' });
+}
+
 function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
   navigator.serviceWorker.register(new URL('../sw.js', import.meta.url)).catch((e) => console.warn('websd: no offline support:', e.message));
@@ -113,7 +128,10 @@ async function main() {
   // either way; only the GPU is asked for when there is one.
   const problem = await webgpuProblem();
   client = new WorkerClient(new URL('./worker.js', import.meta.url));
-  client.worker.onerror = (e) => showUnsupported(`The worker failed to start: ${e.message ?? 'unknown error'}.`);
+  client.onfailure = (message) => showUnsupported(`The worker failed to start: ${message}.`);
+  client.on('crashed', ({ message }) => recover(message));
+  // For tests of recovery (and anyone curious): destroys the GPU device as a driver reset would.
+  window.websdDestroyGpu = () => client.post({ type: 'destroy-gpu' });
   client.on('gpu', ({ info }) => { gpuReady = true; showGpu(info); client.post({ type: 'probe' }); });
   client.on('probe', ({ values }) => showProbe(values));
   client.on('step', onStep);

@@ -5,6 +5,8 @@
 // Page → worker: {type:'init'} · {type:'probe'} · {type:'list-models'} · {type:'download', id, manifestUrl}
 //   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'} · {type:'load', id}
 //   · {type:'generate', params} · {type:'cancel'} · {type:'prompt-length', field, text}
+//   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
+//   · {type:'bench', options} (bench.html: see run_bench in src/web/mod.rs)
 // Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
 //   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
@@ -13,6 +15,9 @@
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
+//   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
+//   · {type:'crashed', message}: the wasm instance panicked or the GPU device is lost; this worker
+//     is unusable and the page starts a new one (the model reloads from IndexedDB).
 //
 // generate params (snake_case, as the wasm side reads them): {prompt, negative_prompt, steps,
 //   guidance_scale, seed, width, height, scheduler, batch_count, preview, strength?,
@@ -101,6 +106,17 @@ async function generate({ params }) {
   }
 }
 
+// Failures that leave this worker unusable: a wasm trap (a Rust panic) or a lost GPU device.
+function isFatal(e) {
+  return e instanceof WebAssembly.RuntimeError || /device (is |was )?lost|lost device|poison/i.test(e?.message ?? '');
+}
+function crashed(e) {
+  postMessage({ type: 'crashed', message: e?.message ?? String(e) });
+}
+// A panic inside a wasm callback surfaces here rather than in an awaited call.
+self.addEventListener('unhandledrejection', (event) => { if (isFatal(event.reason)) crashed(event.reason); });
+self.addEventListener('error', (event) => { if (isFatal(event.error)) crashed(event.error); });
+
 const handlers = {
   init: async () => { await wasm(); postMessage({ type: 'gpu', info: await websd.init_gpu() }); },
   probe: async () => { await wasm(); postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) }); },
@@ -122,6 +138,12 @@ const handlers = {
     const { tokens, chunks, notice } = websd.prompt_length(text, field === 'prompt' ? 'prompt' : 'negative prompt');
     postMessage({ type: 'prompt-length', field, text, tokens, chunks, notice });
   },
+  bench: async ({ options }) => {
+    await wasm();
+    const done = await websd.run_bench(options, (row) => postMessage({ type: 'bench-row', row }));
+    postMessage({ type: 'bench-done', ...done });
+  },
+  'destroy-gpu': async () => { await wasm(); websd.destroy_gpu_device(); },
   cancel: async () => {
     cancelRequested = true;
     if (generating && typeof websd.cancel === 'function') websd.cancel();
@@ -136,6 +158,7 @@ self.onmessage = async ({ data }) => {
   try {
     await handler(data);
   } catch (e) {
-    fail(PHASES[data.type] ?? data.type, e, data.id !== undefined ? { id: data.id } : {});
+    if (isFatal(e)) crashed(e);
+    else fail(PHASES[data.type] ?? data.type, e, data.id !== undefined ? { id: data.id } : {});
   }
 };

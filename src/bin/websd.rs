@@ -282,10 +282,10 @@ mod cli {
 
     /// `websd bench`: see docs/PERFORMANCE.md.
     pub fn bench(args: &[String]) -> Result<(), String> {
-        use websd::bench::{self, Model, Options, Part};
+        use websd::bench::{self, Options, Part};
         let num = |flag: &str, default: &str| -> Result<usize, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
         let opts = Options {
-            model: Model::parse(opt(args, "--model", "sd15")).map_err(|e| e.to_string())?,
+            model: bench_model(opt(args, "--model", "sd15"))?,
             dtype: dtype_arg(args)?,
             size: num("--size", "512")?,
             runs: num("--runs", "5")?,
@@ -306,12 +306,24 @@ mod cli {
         }
         // The device keeps f32 as its default: parameters are cast to --dtype by the loader and
         // inputs by the bench (configuring f16 made lavapipe fail a dispatch, see PERFORMANCE.md).
-        let report = bench::run(&opts, &device, &name).map_err(|e| e.to_string())?;
+        let report = pollster::block_on(bench::run(&opts, &device, &name, |_| {})).map_err(|e| e.to_string())?;
         print!("{}", bench::table(&report));
         if let Some(row) = report.rows.iter().find(|r| !r.finite) {
             return Err(format!("{} produced non-finite values", row.component));
         }
         Ok(())
+    }
+
+    /// `sd15`, `sd21`, `sd-turbo`, or a converted model's folder (its architecture, random weights).
+    fn bench_model(arg: &str) -> Result<websd::bench::Model, String> {
+        let dir = std::path::Path::new(arg);
+        if !dir.is_dir() {
+            return websd::bench::Model::parse(arg).map_err(|e| e.to_string());
+        }
+        let path = dir.join("manifest.json");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e} (--model DIR takes a converted model: websd convert)", path.display()))?;
+        let manifest = websd::weights::Manifest::parse(&bytes).map_err(|e| e.to_string())?;
+        websd::bench::Model::from_manifest(&manifest).map_err(|e| e.to_string())
     }
 
     /// `websd sizes`: the download of a real model under each storage choice.

@@ -6,16 +6,27 @@ use std::cell::RefCell;
 use burn::prelude::*;
 use wasm_bindgen::prelude::*;
 
-use crate::gpu::{GpuInfo, open_gpu};
+use crate::gpu::{GpuInfo, open_gpu_raw};
 
 thread_local! {
-    /// The worker's GPU device, opened once by `init_gpu`.
-    static GPU: RefCell<Option<(Device, GpuInfo)>> = const { RefCell::new(None) };
+    /// The worker's GPU device (burn's, and wgpu's handle of it), opened once by `init_gpu`.
+    static GPU: RefCell<Option<(Device, GpuInfo, burn::tensor::wgpu::wgpu::Device)>> = const { RefCell::new(None) };
 }
 
+/// A panic leaves the wasm instance unusable (and may strike inside a callback, where no awaited
+/// promise hears of it): besides logging it, tell the page at once with {type:'crashed', message},
+/// so that it can start a fresh worker. A lost GPU device often ends this way.
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let message = js_sys::Object::new();
+        set(&message, "type", "crashed");
+        set(&message, "message", info.to_string());
+        if let Ok(post) = Reflect::get(&js_sys::global(), &"postMessage".into()).and_then(|f| f.dyn_into::<Function>()) {
+            let _ = post.call1(&JsValue::NULL, &message);
+        }
+    }));
 }
 
 fn js_error(message: impl std::fmt::Display) -> JsValue {
@@ -23,7 +34,7 @@ fn js_error(message: impl std::fmt::Display) -> JsValue {
 }
 
 fn device() -> Result<Device, JsValue> {
-    GPU.with(|gpu| gpu.borrow().as_ref().map(|(d, _)| d.clone()))
+    GPU.with(|gpu| gpu.borrow().as_ref().map(|(d, _, _)| d.clone()))
         .ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))
 }
 
@@ -31,12 +42,23 @@ fn device() -> Result<Device, JsValue> {
 /// whether it has shader-f16, and its buffer limits.
 #[wasm_bindgen]
 pub async fn init_gpu() -> Result<JsValue, JsValue> {
-    if let Some(info) = GPU.with(|gpu| gpu.borrow().as_ref().map(|(_, i)| i.clone())) {
+    if let Some(info) = GPU.with(|gpu| gpu.borrow().as_ref().map(|(_, i, _)| i.clone())) {
         return serde_wasm_bindgen::to_value(&info).map_err(js_error);
     }
-    let (device, info) = open_gpu().await.map_err(js_error)?;
-    GPU.with(|gpu| *gpu.borrow_mut() = Some((device, info.clone())));
+    let (device, info, wgpu_device) = open_gpu_raw().await.map_err(js_error)?;
+    GPU.with(|gpu| *gpu.borrow_mut() = Some((device, info.clone(), wgpu_device)));
     serde_wasm_bindgen::to_value(&info).map_err(js_error)
+}
+
+/// Destroys the GPU device (WebGPU's `GPUDevice.destroy()`): what a driver reset or a GPU process
+/// crash does to the page. For testing that websd recovers; the worker is unusable afterwards.
+#[wasm_bindgen]
+pub fn destroy_gpu_device() {
+    GPU.with(|gpu| {
+        if let Some((_, _, wgpu_device)) = gpu.borrow().as_ref() {
+            wgpu_device.destroy();
+        }
+    });
 }
 
 /// Runs the probe computation (conv2d + matmul + softmax) on the GPU and returns its values.
@@ -83,7 +105,7 @@ fn rgba_object(image: &RgbaImage) -> Object {
 #[wasm_bindgen]
 pub async fn load_model(manifest_json: String, get_shard: Function, on_progress: Function) -> Result<JsValue, JsValue> {
     let device = device()?;
-    let shader_f16 = GPU.with(|g| g.borrow().as_ref().map(|(_, i)| i.shader_f16)).unwrap_or(false);
+    let shader_f16 = GPU.with(|g| g.borrow().as_ref().map(|(_, i, _)| i.shader_f16)).unwrap_or(false);
     let manifest = Manifest::parse(manifest_json.as_bytes()).map_err(js_error)?;
     MODEL.with(|m| *m.borrow_mut() = None); // free the previous model's GPU memory first
     let prepared = crate::weights::prepared::prepare(
@@ -137,14 +159,22 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
     };
     CANCEL.with(|c| c.set(false));
     let sd_for_preview = sd.clone();
-    let images = sd
+    // A preview that cannot be read back means the GPU is gone: stop at once and say so.
+    let lost: Rc<RefCell<Option<crate::Error>>> = Rc::default();
+    let lost_in_step = lost.clone();
+    let result = sd
         .generate_images(&settings, init_image.as_ref(), &name, |done, total, denoised| {
             let on_step = on_step.clone();
             let sd = sd_for_preview.clone();
+            let lost = lost_in_step.clone();
             async move {
                 let preview = if want_preview {
                     match sd.preview(denoised).await {
                         Ok(Some(img)) => JsValue::from(rgba_object(&img)),
+                        Err(e @ crate::Error::GpuLost(_)) => {
+                            *lost.borrow_mut() = Some(e);
+                            return false;
+                        }
                         _ => JsValue::NULL,
                     }
                 } else {
@@ -159,8 +189,11 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
                 keep_going && !CANCEL.with(|c| c.get())
             }
         })
-        .await
-        .map_err(js_error)?;
+        .await;
+    let images = match (result, lost.borrow_mut().take()) {
+        (Err(crate::Error::Cancelled), Some(lost)) => return Err(js_error(lost)),
+        (result, _) => result.map_err(js_error)?,
+    };
     let out = js_sys::Array::new();
     for g in images {
         let o = rgba_object(&g.image);
@@ -195,4 +228,64 @@ pub fn cancel() {
 #[wasm_bindgen]
 pub fn gaussian_noise(seed: f64, stream: f64, count: u32) -> Vec<f32> {
     crate::rng::gaussian(seed as u64, stream as u64, count as usize)
+}
+
+// ---------------------------------------------------------------- benchmark (bench.html)
+
+fn bench_row(row: &crate::bench::Row) -> Object {
+    let o = Object::new();
+    set(&o, "component", row.component.as_str());
+    set(&o, "dtype", crate::bench::dtype_name(row.dtype));
+    set(&o, "median_ms", row.median_ms());
+    set(&o, "times_ms", row.times_ms.iter().map(|&t| JsValue::from(t)).collect::<js_sys::Array>());
+    set(&o, "tflop", row.tflop.map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(&o, "tflops", row.tflops().map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(&o, "finite", row.finite);
+    o
+}
+
+/// `websd bench` on the worker's GPU. `options`: {model: 'sd15'|'sd21'|'sd-turbo' | manifest JSON
+/// text of a converted model (its architecture, random weights), dtype: 'f32'|'f16', size, runs,
+/// warmup, parts: 'text,unet,vae,taesd[,image]', steps?}. `on_row(row)` hears each row as it is
+/// measured; resolves with {table, rows, peak_bytes, device}.
+#[wasm_bindgen]
+pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, JsValue> {
+    use crate::bench::{Model, Options, Part};
+    let (device, info) = GPU.with(|g| g.borrow().as_ref().map(|(d, i, _)| (d.clone(), i.clone()))).ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))?;
+    let get = |k: &str| Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let text = |k: &str, default: &str| get(k).and_then(|v| v.as_string()).unwrap_or_else(|| default.to_string());
+    let number = |k: &str, default: f64| get(k).and_then(|v| v.as_f64()).unwrap_or(default) as usize;
+    let model_arg = text("model", "sd15");
+    let model = if model_arg.trim_start().starts_with('{') {
+        Model::from_manifest(&Manifest::parse(model_arg.as_bytes()).map_err(js_error)?).map_err(js_error)?
+    } else {
+        Model::parse(&model_arg).map_err(js_error)?
+    };
+    let dtype = match text("dtype", "f32").as_str() {
+        "f16" if info.shader_f16 => burn::tensor::FloatDType::F16,
+        "f16" => return Err(js_error("this GPU has no shader-f16: benchmark f32")),
+        "f32" => burn::tensor::FloatDType::F32,
+        other => return Err(js_error(format!("unknown dtype {other:?}: f32 or f16"))),
+    };
+    let opts = Options {
+        model,
+        dtype,
+        size: number("size", 512.0),
+        runs: number("runs", 5.0),
+        warmup: number("warmup", 1.0),
+        parts: Part::parse_list(&text("parts", "text,unet,vae,taesd")).map_err(js_error)?,
+        steps: get("steps").and_then(|v| v.as_f64()).map(|s| s as usize),
+    };
+    let name = format!("{} ({}, {}, shader-f16 {})", info.adapter, info.backend, info.device_type, info.shader_f16);
+    let report = crate::bench::run(&opts, &device, &name, |row| {
+        let _ = on_row.call1(&JsValue::NULL, &bench_row(row));
+    })
+    .await
+    .map_err(js_error)?;
+    let out = Object::new();
+    set(&out, "table", crate::bench::table(&report));
+    set(&out, "rows", report.rows.iter().map(|r| JsValue::from(bench_row(r))).collect::<js_sys::Array>());
+    set(&out, "peak_bytes", report.peak_reserved_bytes.map(|b| JsValue::from(b as f64)).unwrap_or(JsValue::NULL));
+    set(&out, "device", name);
+    Ok(out.into())
 }

@@ -2,7 +2,7 @@
 // to what the native build computes; without WebGPU it explains why instead of showing nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSite, launchBrowser, openPage, websd } from './harness.mjs';
+import { startSite, launchBrowser, openPage, websd, screenshot } from './harness.mjs';
 
 let site;
 before(async () => { site = await startSite(); });
@@ -39,6 +39,7 @@ test('without WebGPU the page says what is missing and which browsers work', asy
     assert.match(text, /cannot run in this browser/);
     assert.match(text, /WebGPU/);
     assert.match(text, /Chrome/);
+    await screenshot(page, 'no-webgpu');
   } finally {
     await browser.close();
   }

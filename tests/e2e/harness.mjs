@@ -63,5 +63,7 @@ export const SCREENSHOTS = path.join(process.env.WEBSD_TEST_OUTPUT ?? path.join(
 /** Saves a full-page screenshot as test-output/screenshots/NAME.png. */
 export async function screenshot(page, name) {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  // From the top: the progress panel is sticky, and a scrolled full-page shot draws it mid-page.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }

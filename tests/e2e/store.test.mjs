@@ -3,7 +3,7 @@
 // mid-file, a page closed mid-download, corrupted bytes); IndexedDB is read back and re-hashed.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSite, launchBrowser } from './harness.mjs';
+import { startSite, launchBrowser, screenshot } from './harness.mjs';
 import {
   MOUNT, makeSyntheticModels, sendSlowly, recordMessages, waitForMessage, messages, downloadByUrl, readStore,
 } from './synthetic.mjs';
@@ -75,6 +75,7 @@ test('downloads a model with progress, verifies every shard and marks it complet
       /^Downloading Synthetic A: [\d.]+\/2\.8 MB · [\d.]+ (k|M)?B\/s · \d+ s left$/.test(document.getElementById('phase').textContent));
     const fraction = await page.evaluate(() => document.getElementById('progress').value);
     assert.ok(fraction > 0 && fraction < 1, `progress bar at ${fraction}`);
+    await screenshot(page, 'downloading');
     await waitForMessage(page, 'downloaded', url('a'));
 
     const progress = await messages(page, 'download-progress');
@@ -301,6 +302,7 @@ test('not enough storage: the message gives the numbers and what to delete', asy
     const error = await waitForMessage(page, 'error', url('a'));
     assert.match(error.message, /^Not enough storage for Synthetic A: it needs 2\.8 MB more, but only [\d.]+ [kMG]?B of this site's [\d.]+ [kMG]?B quota is free \([\d.]+ [kMG]?B used\)\. Delete a stored model to make room \(Synthetic C: 1\.1 MB\), or free disk space\.$/);
     assert.match(await page.textContent('#error'), /Not enough storage/);
+    await screenshot(page, 'storage-full');
     const store = await readStore(page);
     assertShardsVerified(store, ['c1', 'c2']);
     assert.deepEqual(store.models.map((m) => [m.name, m.complete]).sort(), [['Synthetic A', false], ['Synthetic C', true]]);

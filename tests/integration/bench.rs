@@ -1,5 +1,6 @@
-//! `websd bench` on the full-size SD 1.5 configs at a tiny size on the CPU: every row is there
-//! with finite times and outputs, and the table prints them. Structure only, not speed.
+//! `websd bench` on the full-size SD 1.5 configs at a tiny size on the CPU, and on the test model's
+//! architecture (from its manifest): every row is there with finite times and outputs, and the
+//! table prints them. Structure only, not speed.
 
 use burn::prelude::*;
 use websd::bench::{self, Model, Options, Part};
@@ -7,7 +8,7 @@ use websd::bench::{self, Model, Options, Part};
 #[test]
 fn bench_reports_every_component() {
     let opts = Options {
-        model: Model::Sd15,
+        model: Model::parse("sd15").unwrap(),
         size: 16,
         runs: 2,
         warmup: 0,
@@ -15,12 +16,14 @@ fn bench_reports_every_component() {
         steps: Some(1),
         ..Options::default()
     };
-    let report = bench::run(&opts, &Device::flex(), "flex (CPU)").unwrap();
+    let mut heard = Vec::new();
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |row| heard.push(row.component.clone()))).unwrap();
     let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
     assert_eq!(
         names,
         ["text encoder", "UNet step, batch 2 (CFG)", "UNet step, batch 1", "VAE decode", "TAESD decode", "txt2img image, 1 Euler steps, CFG"]
     );
+    assert_eq!(heard, names, "each row is reported as it is measured");
     let table = bench::table(&report);
     for row in &report.rows {
         assert_eq!(row.times_ms.len(), 2, "{}: one time per run", row.component);
@@ -39,4 +42,28 @@ fn bench_reports_every_component() {
     assert!((bench::text_tflop(&ClipConfig::sd1()) * 1e3 - 13.2985).abs() < 1e-3);
     assert!((bench::text_tflop(&ClipConfig::sd2()) * 1e3 - 45.1272).abs() < 1e-3);
     println!("{table}");
+}
+
+/// A converted model's architecture (the tiny test model): every row runs; rows without a known
+/// operation count show "—".
+#[test]
+fn bench_runs_a_converted_models_architecture() {
+    let manifest = websd::weights::Manifest::parse(&std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny-sd1/manifest.json")).unwrap()).unwrap();
+    let opts = Options {
+        model: Model::from_manifest(&manifest).unwrap(),
+        size: 32,
+        runs: 1,
+        warmup: 1,
+        parts: Part::parse_list("text,unet,vae,taesd,image").unwrap(),
+        steps: Some(2),
+        ..Options::default()
+    };
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
+    assert_eq!(report.rows.len(), 6);
+    assert!(report.rows.iter().all(|r| r.finite && r.times_ms.len() == 1));
+    assert!(report.rows[0].tflop.is_some(), "the text encoder's count comes from its config");
+    assert!(report.rows[1..].iter().all(|r| r.tflop.is_none()), "no operation counts for a custom UNet or VAE");
+    let table = bench::table(&report);
+    assert!(table.starts_with("websd bench: model tiny-sd1 at 32×32"), "{table}");
+    assert!(table.contains("—"), "{table}");
 }

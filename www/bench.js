@@ -1,0 +1,97 @@
+// bench.html: runs `websd bench` in the worker on this browser's GPU and shows its table. The
+// worker is the app's (worker.js): {type:'bench', options} → bench-row messages, then bench-done.
+import { WorkerClient } from './worker-client.js';
+import { webgpuProblem } from './gpu.js';
+
+const $ = (id) => document.getElementById(id);
+let client;
+let running = false;
+
+const fixed = (v, digits) => (v === null || v === undefined ? '—' : v.toFixed(digits));
+
+function addRow(row) {
+  const tr = document.createElement('tr');
+  for (const text of [row.component, row.dtype, fixed(row.median_ms, 1), fixed(row.tflop, 4), fixed(row.tflops, 4), row.finite ? 'yes' : 'NO']) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    tr.append(td);
+  }
+  $('bench-results').tBodies[0].append(tr);
+  $('bench-results').hidden = false;
+}
+
+function setRunning(value) {
+  running = value;
+  $('bench-run').disabled = value;
+  $('bench-stop').disabled = !value;
+}
+
+async function options() {
+  const model = $('bench-model').value;
+  const parts = [...document.querySelectorAll('input[name=part]:checked')].map((c) => c.value);
+  if (parts.length === 0) throw new Error('Choose at least one part to measure.');
+  const opts = {
+    model: model === 'tiny' ? await (await fetch('www/models/tiny-sd1/manifest.json')).text() : model,
+    dtype: $('bench-dtype').value,
+    size: Number($('bench-size').value),
+    runs: Number($('bench-runs').value),
+    warmup: Number($('bench-warmup').value),
+    parts: parts.join(','),
+  };
+  if ($('bench-steps').value) opts.steps = Number($('bench-steps').value);
+  if (!(opts.size > 0 && opts.size % 8 === 0)) throw new Error('The image size must be a positive multiple of 8.');
+  return opts;
+}
+
+async function run() {
+  if (running) return;
+  $('error').hidden = true;
+  $('bench-results').tBodies[0].replaceChildren();
+  $('bench-text').textContent = '';
+  setRunning(true);
+  const started = performance.now();
+  try {
+    const opts = await options();
+    $('bench-status').textContent = 'Building the networks and measuring… (the first run of each part compiles its shaders)';
+    const done = await client.request({ type: 'bench', options: opts }, ['bench-done'], 'bench');
+    $('bench-text').textContent = done.table;
+    const peak = done.peak_bytes ? ` · peak GPU memory held ${(done.peak_bytes / 2 ** 20).toFixed(0)} MiB` : '';
+    $('bench-status').textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s${peak}.`;
+    document.body.dataset.bench = 'done';
+  } catch (e) {
+    $('bench-status').textContent = 'Stopped.';
+    $('error').textContent = e.message;
+    $('error').hidden = false;
+  } finally {
+    setRunning(false);
+  }
+}
+
+async function main() {
+  const problem = await webgpuProblem();
+  if (problem) {
+    $('unsupported').textContent = problem;
+    $('unsupported').hidden = false;
+    $('bench-run').disabled = true;
+    $('bench-gpu').textContent = 'No WebGPU.';
+    return;
+  }
+  client = new WorkerClient(new URL('./worker.js', import.meta.url));
+  client.on('bench-row', ({ row }) => addRow(row));
+  client.on('crashed', ({ message }) => client.restart(`The GPU stopped working: ${message}`));
+  const { info } = await client.request({ type: 'init' }, ['gpu'], 'gpu');
+  $('bench-gpu').textContent = `GPU: ${info.adapter || '(unnamed)'} · ${info.backend} · shader-f16 ${info.shader_f16 ? 'yes' : 'no'}`;
+  if (!info.shader_f16) $('bench-dtype').querySelector('option[value=f16]').disabled = true;
+  $('bench-form').addEventListener('submit', (e) => { e.preventDefault(); run(); });
+  $('bench-stop').addEventListener('click', () => {
+    client.restart('Stopped: the benchmark was ended.');
+    client.post({ type: 'init' });
+  });
+  $('bench-copy').addEventListener('click', () => navigator.clipboard?.writeText($('bench-text').textContent));
+  document.body.dataset.gpu = 'ready';
+}
+
+main().catch((e) => {
+  $('unsupported').textContent = `Unexpected error: ${e.message}`;
+  $('unsupported').hidden = false;
+});

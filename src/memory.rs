@@ -76,9 +76,41 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
     Ok(out)
 }
 
+/// Whether a `width`×`height` generation with `batch` UNet inputs fits a GPU whose largest buffer
+/// (storage binding) is `limit` bytes; the error names the buffer that does not fit and what to
+/// do, before anything runs. Bounded by the square of the longer side.
+#[allow(clippy::too_many_arguments)]
+pub fn check_fits(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, width: usize, height: usize, batch: u64, bytes_per: u64, limit: u64) -> Result<()> {
+    let side = width.max(height);
+    let buffers = largest_buffers(unet, vae, clip, side, batch, bytes_per)?;
+    match buffers.iter().find(|b| b.bytes > limit) {
+        None => Ok(()),
+        Some(b) => Err(crate::Error::Other(format!(
+            "{width}×{height} with batch {batch} is too large for this GPU: it allows buffers of up to {} MiB, and {} would take {} MiB. Choose a smaller size or batch.",
+            limit >> 20,
+            b.what,
+            b.bytes.div_ceil(1 << 20)
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SD 1.5 fits WebGPU's default limit up to 1024² with CFG; at 2048² the check refuses and
+    /// says which buffer and what to do.
+    #[test]
+    fn check_fits_names_the_buffer_that_does_not_fit() {
+        let (u, v, c) = (UNetConfig::sd15(), VaeConfig::sd(), ClipConfig::sd1());
+        check_fits(&u, &v, &c, 512, 512, 2, 4, MAX_BUFFER_BYTES).unwrap();
+        check_fits(&u, &v, &c, 768, 512, 2, 4, MAX_BUFFER_BYTES).unwrap();
+        let e = check_fits(&u, &v, &c, 2048, 2048, 2, 4, MAX_BUFFER_BYTES).unwrap_err().to_string();
+        assert!(e.starts_with("2048×2048 with batch 2 is too large for this GPU: it allows buffers of up to 128 MiB, and UNet level 0: skip concat"), "{e}");
+        assert!(e.ends_with("Choose a smaller size or batch."), "{e}");
+        // A GPU with larger bindings takes it.
+        check_fits(&u, &v, &c, 2048, 2048, 2, 4, 1 << 30).unwrap();
+    }
 
     /// SD 1.5 at 512² in f32: the known shapes, and every buffer within WebGPU's 128 MiB.
     #[test]

@@ -54,8 +54,11 @@ async function generate() {
     const { params, settings } = await readForGenerate();
     if (loadedId !== id) {
       showProgress(`Loading ${name}…`, null);
-      await client.request({ type: 'load', id }, ['loaded'], 'load');
+      const { info } = await client.request({ type: 'load', id }, ['loaded'], 'load');
       loadedId = id;
+      $('compute').textContent = info.dtype === 'f16'
+        ? `${name} runs in f16 on this GPU (shader-f16).`
+        : `${name} runs in f32 on this GPU (it has no shader-f16: slower, twice the memory).`;
     }
     if (cancelWanted) { showIdle('Cancelled.'); return; }
     const count = params.batch_count;

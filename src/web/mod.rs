@@ -77,14 +77,23 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::generate::Settings;
 use crate::image::RgbaImage;
+use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
 use crate::pipeline::StableDiffusion;
 use crate::weights::Manifest;
 
 thread_local! {
     /// The loaded model and its name.
-    static MODEL: RefCell<Option<(Rc<StableDiffusion>, String)>> = const { RefCell::new(None) };
+    static MODEL: RefCell<Option<Loaded>> = const { RefCell::new(None) };
     /// Set by `cancel`, checked between steps.
     static CANCEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The loaded model, its name, and the configs that size its buffers.
+#[derive(Clone)]
+struct Loaded {
+    sd: Rc<StableDiffusion>,
+    name: String,
+    configs: Rc<(UNetConfig, VaeConfig, ClipConfig)>,
 }
 
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
@@ -131,12 +140,18 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
     .map_err(js_error)?;
     let dtype = if shader_f16 { burn::tensor::FloatDType::F16 } else { burn::tensor::FloatDType::F32 };
     let sd = StableDiffusion::from_prepared(&manifest, prepared, &device, dtype).map_err(js_error)?;
+    let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).unwrap_or_default();
+    let configs = (
+        UNetConfig::from_json(&config("unet")).map_err(js_error)?,
+        VaeConfig::from_json(&config("vae")).map_err(js_error)?,
+        ClipConfig::from_json(&config("text_encoder")).map_err(js_error)?,
+    );
     let info = Object::new();
     set(&info, "name", manifest.name.as_str());
     set(&info, "dtype", if shader_f16 { "f16" } else { "f32" });
     set(&info, "taesd", sd.taesd.is_some());
     set(&info, "default_scheduler", sd.default_scheduler.name());
-    MODEL.with(|m| *m.borrow_mut() = Some((Rc::new(sd), manifest.name.clone())));
+    MODEL.with(|m| *m.borrow_mut() = Some(Loaded { sd: Rc::new(sd), name: manifest.name.clone(), configs: Rc::new(configs) }));
     Ok(info.into())
 }
 
@@ -146,8 +161,16 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
 /// `{width, height, pixels, png, seed, parameters}`.
 #[wasm_bindgen]
 pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsValue> {
-    let (sd, name) = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| js_error("no model is loaded"))?;
+    let Loaded { sd, name, configs } = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| js_error("no model is loaded"))?;
     let settings: Settings = serde_wasm_bindgen::from_value(params.clone()).map_err(|e| js_error(format!("bad settings: {e}")))?;
+    // Said before anything runs: a size whose buffers exceed what this GPU allows.
+    if let Some(info) = GPU.with(|g| g.borrow().as_ref().map(|(_, i, _)| i.clone())) {
+        let copies = if settings.guidance_scale > 1.0 && sd.unet.guidance_embedding_dim.is_none() { 2 } else { 1 };
+        let bytes_per = if sd.dtype == burn::tensor::FloatDType::F16 { 2 } else { 4 };
+        let limit = info.max_storage_buffer_binding_size.min(info.max_buffer_size);
+        let (unet, vae, clip) = &*configs;
+        crate::memory::check_fits(unet, vae, clip, settings.width, settings.height, (settings.batch_count * copies) as u64, bytes_per, limit).map_err(js_error)?;
+    }
     let want_preview = Reflect::get(&params, &"preview".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
     let init_image = match Reflect::get(&params, &"init_image".into()) {
         Ok(v) if v.is_object() => {

@@ -56,6 +56,7 @@ test('downloads the test model, generates an image into the gallery, and cancels
     assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
     assert.ok(png.includes('parameters'), 'the PNG has no parameters chunk');
     assert.match(await page.textContent('#elapsed'), /1 image in .* per image/);
+    assert.equal(await page.textContent('#compute'), 'tiny-sd1 runs in f32 on this GPU (it has no shader-f16: slower, twice the memory).');
     await screenshot(page, 'generated');
 
     // The same model, settings and seed natively (burn's CPU backend) give the same picture: the

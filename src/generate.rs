@@ -116,14 +116,14 @@ impl StableDiffusion {
         let request = self.request(s, init_image)?;
         let decoded = self.generate(&request, &mut SeededNoise(s.seed), on_step).await?;
         let images = read_images(decoded, s.height, s.width).await.map_err(|e| match e {
-            Error::BadImage(m) => Error::BadImage(format!("{m}; settings: {}", parameters(s, request.scheduler, 0, model_name).replace('\n', " | "))),
+            Error::BadImage(m) => Error::BadImage(format!("{m}; settings: {}", parameters(s, request.scheduler, 0, model_name, init_image.is_some()).replace('\n', " | "))),
             other => other,
         })?;
         images
             .into_iter()
             .enumerate()
             .map(|(b, image)| {
-                let parameters = parameters(s, request.scheduler, b as u64, model_name);
+                let parameters = parameters(s, request.scheduler, b as u64, model_name, init_image.is_some());
                 Ok(Generated { png: encode_png(&image, &parameters)?, image, seed: s.seed.wrapping_add(b as u64), parameters })
             })
             .collect()
@@ -168,7 +168,7 @@ pub fn rgba_to_tensor(img: &RgbaImage, device: &Device) -> Tensor<4> {
 }
 
 /// A1111's `parameters` text for image `b` of the batch.
-pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str) -> String {
+pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str, img2img: bool) -> String {
     let mut text = s.prompt.clone();
     if !s.negative_prompt.is_empty() {
         text.push_str(&format!("\nNegative prompt: {}", s.negative_prompt));
@@ -182,9 +182,29 @@ pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str) -
         s.width,
         s.height
     ));
+    if img2img {
+        text.push_str(&format!(", Denoising strength: {}", s.strength));
+    }
     if s.clip_skip > 1 {
         text.push_str(&format!(", Clip skip: {}", s.clip_skip));
     }
     text.push_str(", Generator: websd");
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A1111's layout: prompt, negative prompt, then one line of `Key: value` pairs; img2img adds
+    /// the denoising strength.
+    #[test]
+    fn parameters_text_is_a1111s() {
+        let s: Settings = serde_json::from_str(r#"{"prompt": "a fox", "negative_prompt": "blurry", "steps": 4, "guidance_scale": 6.5, "seed": 9, "width": 64, "height": 48, "strength": 0.5}"#).unwrap();
+        assert_eq!(
+            parameters(&s, SchedulerKind::EulerAncestral, 1, "tiny", false),
+            "a fox\nNegative prompt: blurry\nSteps: 4, Sampler: euler_a, CFG scale: 6.5, Seed: 10, Size: 64x48, Model: tiny, Generator: websd"
+        );
+        assert!(parameters(&s, SchedulerKind::EulerAncestral, 0, "tiny", true).ends_with("Model: tiny, Denoising strength: 0.5, Generator: websd"));
+    }
 }

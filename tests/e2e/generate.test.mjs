@@ -202,3 +202,66 @@ test('the page answers within 100 ms while the worker generates; a lost GPU devi
     site.close();
   }
 });
+
+test('img2img in the page equals websd generate --init natively', { timeout: 300_000 }, async (t) => {
+  const reason = missing();
+  if (reason) { t.skip(reason); return; }
+  const site = await startSite();
+  const browser = await launchBrowser();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'websd-img2img-'));
+  try {
+    // The start image: a 64×64 PNG made natively (any picture will do).
+    const init = path.join(dir, 'init.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a start image', '--steps', '2',
+      '--width', '64', '--height', '64', '--seed', '3', '--cpu', '--out', init);
+
+    const context = await browser.newContext({ acceptDownloads: true });
+    await recordMessages(context);
+    const page = await context.newPage();
+    await page.goto(site.url);
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    await page.selectOption('#model-select', 'tiny-sd1');
+    await page.click('#download');
+    await waitForMessage(page, 'downloaded', 'tiny-sd1', 60_000);
+    await page.selectOption('#size-preset', '64x64');
+    await page.fill('#steps', '4');
+    await page.fill('#prompt', 'a lighthouse, repainted');
+    await page.fill('#seed', '11');
+    await page.check('#seed-lock');
+    await page.selectOption('#scheduler', 'euler');
+    await page.setInputFiles('#init-image-file', init);
+    await page.waitForSelector('#init-image-shown:not([hidden])');
+    await page.$eval('#strength', (el) => { el.value = '0.5'; el.dispatchEvent(new Event('input')); });
+    await page.click('#generate');
+    await waitForMessage(page, 'images', undefined, 240_000);
+    assert.equal((await messages(page, 'step')).length, 2, 'strength 0.5 of 4 steps runs the last 2');
+    await page.waitForSelector('body[data-gallery="1"]');
+    const [d] = await Promise.all([page.waitForEvent('download'), page.locator('.gallery-item').nth(0).locator('a').click()]);
+    const png = fs.readFileSync(await d.path());
+    assert.match(png.toString('latin1'), /Steps: 4, Sampler: euler, CFG scale: 7\.5, Seed: 11, Size: 64x64, Model: tiny-sd1, Denoising strength: 0\.5, Generator: websd/);
+
+    const nativePath = path.join(dir, 'native.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a lighthouse, repainted', '--steps', '4',
+      '--scheduler', 'euler', '--seed', '11', '--width', '64', '--height', '64', '--init', init, '--strength', '0.5', '--cpu', '--out', nativePath);
+    const native = fs.readFileSync(nativePath);
+    const diff = await page.evaluate(async ([a, b]) => {
+      const pixels = async (b64) => {
+        const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(bitmap, 0, 0);
+        return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+      };
+      const [x, y] = [await pixels(a), await pixels(b)];
+      let max = 0, off = 0;
+      for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
+      return { same: x.length === y.length, max, off, total: x.length };
+    }, [png.toString('base64'), native.toString('base64')]);
+    assert.ok(diff.same, 'same size');
+    assert.ok(diff.max <= 2 && diff.off <= diff.total / 20, `browser vs native img2img pixels: max difference ${diff.max}, ${diff.off} of ${diff.total} values differ`);
+  } finally {
+    await browser.close();
+    site.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

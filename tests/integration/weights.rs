@@ -564,8 +564,8 @@ fn q4_min_versus_symmetric() {
 /// (build.sh installs it), as the other wgpu tests do.
 #[test]
 fn wgpu_dequantization_matches_cpu() {
-    let (gpu, info) = pollster::block_on(websd::gpu::open_gpu()).expect("a wgpu adapter");
-    println!("wgpu adapter: {info:?}");
+    // The process's one wgpu device: burn's runtime can be opened only once per process.
+    let gpu = crate::common::wgpu_device();
     let (dir, manifest) = convert_to(&fixtures().join("sd1"), Quant::Q4, "wgpu");
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for component in ["text_encoder", "unet", "vae"] {

@@ -291,6 +291,10 @@ test('not enough storage: the message gives the numbers and what to delete', asy
     // used, room for model C (1.1 MB) but not then for A (2.8 MB): IndexedDB refuses A's first
     // shard with a QuotaExceededError. (Chromium's navigator.storage.estimate() does not report
     // the override, so the check made before the download passes and the write itself refuses.)
+    // The service worker's shell cache (the wasm module, ~21 MB) counts towards the quota: let it
+    // finish first, or it fills the 1.5 MB of room this test leaves (seen as a flaky failure).
+    await page.waitForSelector('body[data-offline="ready"]', { timeout: 60_000 });
+    await page.waitForFunction(async () => (await caches.keys()).length > 0 && (await (await caches.open((await caches.keys())[0])).keys()).length >= 20, null, { timeout: 60_000 });
     const { usage } = await page.evaluate(() => navigator.storage.estimate());
     const cdp = await context.newCDPSession(page);
     await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(site.url).origin, quotaSize: usage + 1_500_000 });

@@ -20,6 +20,23 @@ function missing() {
   return null;
 }
 
+/** Decodes two PNGs in the page; returns {length: same size?, max, off, total} of their RGBA values. */
+function pixelDiff(page, pngA, pngB) {
+  return page.evaluate(async ([a, b]) => {
+    const pixels = async (b64) => {
+      const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(bitmap, 0, 0);
+      return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    };
+    const [x, y] = [await pixels(a), await pixels(b)];
+    let max = 0, off = 0;
+    for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
+    return { length: x.length === y.length, max, off, total: x.length };
+  }, [pngA.toString('base64'), pngB.toString('base64')]);
+}
+
 test('downloads the test model, generates an image into the gallery, and cancels', { timeout: 300_000 }, async (t) => {
   const reason = missing();
   if (reason) { t.skip(reason); return; }
@@ -70,19 +87,7 @@ test('downloads the test model, generates an image into the gallery, and cancels
       '--scheduler', sampler, '--guidance', cfg, '--seed', seed, '--width', width, '--height', height, '--cpu', '--out', nativePath);
     const native = fs.readFileSync(nativePath);
     assert.ok(native.toString('latin1').includes(settings[0]), 'the native PNG records the same settings');
-    const diff = await page.evaluate(async ([a, b]) => {
-      const pixels = async (b64) => {
-        const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
-        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-        const ctx = canvas.getContext('2d');
-        ctx.drawImage(bitmap, 0, 0);
-        return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
-      };
-      const [x, y] = [await pixels(a), await pixels(b)];
-      let max = 0, off = 0;
-      for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
-      return { length: x.length === y.length, max, off, total: x.length };
-    }, [png.toString('base64'), native.toString('base64')]);
+    const diff = await pixelDiff(page, png, native);
     assert.ok(diff.length, 'same size');
     assert.ok(diff.max <= 2 && diff.off <= diff.total / 20, `browser vs native pixels: max difference ${diff.max}, ${diff.off} of ${diff.total} values differ`);
 
@@ -244,20 +249,8 @@ test('img2img in the page equals websd generate --init natively', { timeout: 300
     websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a lighthouse, repainted', '--steps', '4',
       '--scheduler', 'euler', '--seed', '11', '--width', '64', '--height', '64', '--init', init, '--strength', '0.5', '--cpu', '--out', nativePath);
     const native = fs.readFileSync(nativePath);
-    const diff = await page.evaluate(async ([a, b]) => {
-      const pixels = async (b64) => {
-        const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
-        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-        const ctx = canvas.getContext('2d');
-        ctx.drawImage(bitmap, 0, 0);
-        return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
-      };
-      const [x, y] = [await pixels(a), await pixels(b)];
-      let max = 0, off = 0;
-      for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
-      return { same: x.length === y.length, max, off, total: x.length };
-    }, [png.toString('base64'), native.toString('base64')]);
-    assert.ok(diff.same, 'same size');
+    const diff = await pixelDiff(page, png, native);
+    assert.ok(diff.length, 'same size');
     assert.ok(diff.max <= 2 && diff.off <= diff.total / 20, `browser vs native img2img pixels: max difference ${diff.max}, ${diff.off} of ${diff.total} values differ`);
   } finally {
     await browser.close();

@@ -87,27 +87,58 @@ build_native() {
 
 # Test runs: each step's output is kept so the test counts can be added up at the end.
 PASSED=0; FAILED=0; FAILED_STEPS=()
-run_step() {
-  local name=$1; shift
-  local out; out=$(mktemp)
-  log "$name"
-  if "$@" 2>&1 | tee "$out"; then :; else FAILED_STEPS+=("$name"); fi
+count_tests() {
   # cargo test: "test result: ok. 3 passed; 1 failed; ..."; node --test: "# pass 3" / "ℹ pass 3".
   local p f
   read -r p f < <(awk '
     /test result: / { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
     /^(# |ℹ )pass [0-9]+$/ { p += $NF }
     /^(# |ℹ )fail [0-9]+$/ { f += $NF }
-    END { print p + 0, f + 0 }' "$out")
+    END { print p + 0, f + 0 }' "$1")
   PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
+}
+
+run_step() {
+  local name=$1; shift
+  local out; out=$(mktemp)
+  log "$name"
+  local start=$SECONDS
+  if "$@" 2>&1 | tee "$out"; then :; else FAILED_STEPS+=("$name"); fi
+  log "$name: $((SECONDS - start)) s"
+  count_tests "$out"
   rm -f "$out"
 }
 
+# A step run in the background (its output goes to a file, shown when it is waited for).
+BG_NAME=""; BG_PID=""; BG_OUT=""; BG_START=0
+start_step() {
+  BG_NAME=$1; shift
+  BG_OUT=$(mktemp); BG_START=$SECONDS
+  log "$BG_NAME (in the background; its output follows when it ends)"
+  "$@" >"$BG_OUT" 2>&1 &
+  BG_PID=$!
+}
+wait_step() {
+  local status=0
+  wait "$BG_PID" || status=$?
+  log "$BG_NAME"
+  cat "$BG_OUT"
+  log "$BG_NAME: $((SECONDS - BG_START)) s (ended at $((SECONDS - TEST_START)) s)"
+  [ $status -ne 0 ] && FAILED_STEPS+=("$BG_NAME")
+  count_tests "$BG_OUT"
+  rm -f "$BG_OUT"
+}
+
+# The native tests keep about one of the two cores busy (user time ≈ wall time), so the wasm
+# build runs beside them. cargo holds the target directory's lock only while it compiles, so the
+# tests are compiled first; the wasm build then shares the host's proc-macros and build scripts.
 cmd_test() {
+  TEST_START=$SECONDS
   ensure_apt chromium mesa-vulkan-drivers
+  run_step "native build (tests and CLI)" cargo test --release --no-run
+  start_step "wasm build" build_wasm
   run_step "native tests (cargo test --release)" cargo test --release
-  run_step "native CLI" build_native
-  run_step "wasm build" build_wasm
+  wait_step
   ensure_node_deps
   run_step "browser tests (Playwright + Chromium, WebGPU)" \
     node --test --test-concurrency=1 --test-reporter=spec tests/e2e/
@@ -118,6 +149,7 @@ cmd_test() {
   else
     log "all steps passed"
   fi
+  log "total: $((SECONDS - TEST_START)) s"
   echo "websd: $PASSED passed, $FAILED failed"
   [ ${#FAILED_STEPS[@]} -eq 0 ] && [ "$FAILED" -eq 0 ]
 }

@@ -5,6 +5,7 @@
 //! tests.
 
 pub mod bench;
+pub mod config_json;
 pub mod error;
 pub mod generate;
 pub mod gpu;

@@ -145,8 +145,7 @@ fn vae(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
 
 /// The class config.json declares.
 fn class_name(config: &str, path: &Path) -> Result<String> {
-    let value: serde_json::Value =
-        serde_json::from_str(config).map_err(|source| Error::Json { what: path.display().to_string(), source })?;
+    let value = crate::config_json::parse_value(config, &path.display().to_string())?;
     value
         .get("_class_name")
         .and_then(|v| v.as_str())

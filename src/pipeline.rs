@@ -235,8 +235,7 @@ impl StableDiffusion {
         let dir = dir.as_ref();
         let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e));
         let scheduler_config = SchedulerConfig::from_json(&read(dir.join("scheduler/scheduler_config.json"))?)?;
-        let text_config: serde_json::Value =
-            serde_json::from_str(&read(dir.join("text_encoder/config.json"))?).map_err(|source| Error::Json { what: "text encoder config".into(), source })?;
+        let text_config = crate::config_json::parse_value(&read(dir.join("text_encoder/config.json"))?, "text encoder config")?;
         let taesd_dir = dir.join("taesd");
         Ok(Self {
             text_encoder: ClipTextModel::from_dir(dir.join("text_encoder"), device)?,
@@ -261,7 +260,7 @@ impl StableDiffusion {
 #[cfg(not(target_arch = "wasm32"))]
 fn pad_token(dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
     let tokenizer: Option<serde_json::Value> =
-        std::fs::read_to_string(dir.join("tokenizer/special_tokens_map.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        std::fs::read_to_string(dir.join("tokenizer/special_tokens_map.json")).ok().and_then(|t| crate::config_json::parse_value(&t, "special_tokens_map.json").ok());
     let pad = tokenizer.as_ref().and_then(|t| t["pad_token"].as_str().or_else(|| t["pad_token"]["content"].as_str()).map(String::from));
     match pad.as_deref() {
         Some("!") => 0,

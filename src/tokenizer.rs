@@ -1,13 +1,27 @@
-//! The CLIP tokenizer (BPE, 49408 ids) on the `tokenizers` crate, with the vocabulary embedded.
+//! The CLIP tokenizer (byte-level BPE, 49408 ids), with the vocabulary embedded.
 //!
-//! `assets/clip_tokenizer.json.gz` is the tokenizer.json of transformers' CLIPTokenizerFast (made
-//! by tests/fixtures/make_fixtures.py); SD 1.x and 2.x share the vocabulary and differ only in
-//! the padding id. A prompt becomes 77 ids: BOS, up to 75 tokens, EOS, padding. Longer prompts
-//! are split into 75-token chunks, each wrapped and padded the same way; the pipeline encodes
-//! each chunk and concatenates the embeddings (as A1111 does; diffusers truncates instead, which
-//! equals our first chunk).
+//! Our own implementation of what transformers' `CLIPTokenizer` does with the real SD 1.x / 2.x
+//! tokenizer folders (checked against it by tests/fixtures/make_tokenizer_fixtures.py):
+//! 1. normalize: NFC, every run of whitespace to one space, lower case (char by char);
+//! 2. split out the special tokens `<|startoftext|>` / `<|endoftext|>` (the real configs mark them
+//!    `normalized: true`, so any case matches) and, for SD 2.x, its pad token `!` (the real
+//!    special_tokens_map.json names it as a plain string, which transformers registers as a
+//!    special token: a `!` in a prompt becomes id 0, the padding id, as in diffusers);
+//! 3. pre-tokenize with CLIP's pattern, then with GPT-2's byte-level pattern, map bytes to CLIP's
+//!    printable byte alphabet;
+//! 4. BPE each piece (the last symbol carries `</w>`), lowest merge rank first.
+//!
+//! `assets/clip_tokenizer.json.gz` (vocabulary and merges, as transformers' tokenizer.json) is
+//! shared by SD 1.x and 2.x, which differ only in the padding. A prompt becomes 77 ids: BOS, up to
+//! 75 tokens, EOS, padding. Longer prompts are split into 75-token chunks, each wrapped and padded
+//! the same way; the pipeline encodes each chunk and concatenates the embeddings (as A1111 does;
+//! diffusers truncates instead, which equals our first chunk).
 
+use std::collections::HashMap;
 use std::io::Read;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 use crate::prompt;
@@ -23,6 +37,13 @@ pub const CHUNK: usize = MAX_LEN - 2;
 
 static CLIP_TOKENIZER_GZ: &[u8] = include_bytes!("../assets/clip_tokenizer.json.gz");
 
+/// CLIP's pre-tokenizer pattern (the special tokens are split out before it runs).
+const CLIP_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
+/// GPT-2's byte-level pattern, which tokenizers' ByteLevel pre-tokenizer applies to each piece
+/// after CLIP's (pieces hold no whitespace, so its whitespace alternatives never match).
+const BYTE_LEVEL_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+";
+const END_OF_WORD: &str = "</w>";
+
 /// Token ids and weights for the text encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Encoded {
@@ -36,8 +57,37 @@ pub struct Encoded {
     pub chunked: bool,
 }
 
+/// The parts of a tokenizer.json this tokenizer reads.
+#[derive(serde::Deserialize)]
+struct TokenizerJson {
+    model: BpeJson,
+}
+
+#[derive(serde::Deserialize)]
+struct BpeJson {
+    vocab: HashMap<String, u32>,
+    merges: Vec<MergeJson>,
+}
+
+/// tokenizers writes a merge as `["a", "b"]` (newer) or `"a b"` (older).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MergeJson {
+    Pair(String, String),
+    Joined(String),
+}
+
 pub struct ClipTokenizer {
-    inner: tokenizers::Tokenizer,
+    vocab: HashMap<String, u32>,
+    /// (left id, right id) → (rank, id of the merged symbol).
+    merges: HashMap<(u32, u32), (u32, u32)>,
+    /// Per byte, its symbol in CLIP's byte alphabet.
+    byte_chars: [char; 256],
+    /// The texts split out whole before pre-tokenization, with their ids.
+    specials: Vec<(&'static str, u32)>,
+    clip_pattern: Regex,
+    byte_level_pattern: Regex,
+    whitespace: Regex,
     pad_id: u32,
 }
 
@@ -52,10 +102,9 @@ impl ClipTokenizer {
         Self::from_json_bytes(&json, pad_id)
     }
 
-    /// The embedded tokenizer, built once per padding id (building it takes a noticeable time in
-    /// the browser, and the page asks for token counts as the user types).
+    /// The embedded tokenizer, built once per padding id (the page asks for token counts as the
+    /// user types).
     pub fn shared(pad_id: u32) -> Result<std::sync::Arc<Self>> {
-        use std::collections::HashMap;
         use std::sync::{Arc, Mutex, OnceLock};
         static CACHE: OnceLock<Mutex<HashMap<u32, Arc<ClipTokenizer>>>> = OnceLock::new();
         let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
@@ -67,34 +116,121 @@ impl ClipTokenizer {
         Ok(t)
     }
 
-    /// A tokenizer from tokenizer.json bytes.
+    /// A tokenizer from tokenizer.json bytes (a BPE model with CLIP's vocabulary layout).
     pub fn from_json_bytes(json: &[u8], pad_id: u32) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_bytes(json)
-            .map_err(|e| Error::Other(format!("invalid tokenizer.json: {e}")))?;
-        // transformers registers the pad token as a special token, so SD 2.x's "!" (id 0) is
-        // matched whole in prompts too: "a!" gives [a, 0], not [a, "!</w>"]. Do the same.
-        if pad_id != EOS && pad_id != BOS {
-            let token = inner
-                .id_to_token(pad_id)
-                .ok_or_else(|| Error::UnsupportedConfig(format!("pad id {pad_id} is not in the CLIP vocabulary")))?;
-            inner.add_special_tokens(&[tokenizers::AddedToken::from(token, true)]);
+        let invalid = |what: String| Error::Other(format!("invalid tokenizer.json: {what}"));
+        let parsed: TokenizerJson = serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+        let vocab = parsed.model.vocab;
+        let id = |token: &str| vocab.get(token).copied().ok_or_else(|| invalid(format!("{token:?} is not in the vocabulary")));
+        let mut merges = HashMap::with_capacity(parsed.model.merges.len());
+        for (rank, merge) in parsed.model.merges.iter().enumerate() {
+            let (left, right) = match merge {
+                MergeJson::Pair(l, r) => (l.as_str(), r.as_str()),
+                MergeJson::Joined(s) => s.split_once(' ').ok_or_else(|| invalid(format!("merge {s:?}")))?,
+            };
+            merges.insert((id(left)?, id(right)?), (rank as u32, id(&format!("{left}{right}"))?));
         }
-        Ok(Self { inner, pad_id })
+        let byte_chars = byte_alphabet();
+        for c in byte_chars {
+            id(&c.to_string())?;
+            id(&format!("{c}{END_OF_WORD}"))?;
+        }
+        if id("<|startoftext|>")? != BOS || id("<|endoftext|>")? != EOS {
+            return Err(invalid("the special tokens are not at CLIP's ids".into()));
+        }
+        let mut specials = vec![("<|startoftext|>", BOS), ("<|endoftext|>", EOS)];
+        if pad_id != EOS && pad_id != BOS {
+            // Only SD 2.x's "!" (id 0) is a padding token in the CLIP family.
+            if pad_id != 0 {
+                return Err(Error::UnsupportedConfig(format!("pad id {pad_id}: CLIP tokenizers pad with 49407 or 0 (\"!\")")));
+            }
+            specials.push(("!", 0));
+        }
+        let regex = |p: &str| Regex::new(p).expect("a valid pattern");
+        Ok(Self {
+            vocab,
+            merges,
+            byte_chars,
+            specials,
+            clip_pattern: regex(CLIP_PATTERN),
+            byte_level_pattern: regex(BYTE_LEVEL_PATTERN),
+            whitespace: regex(r"\s+"),
+            pad_id,
+        })
     }
 
     /// The padding id for a model whose tokenizer pads with `pad_token` (from its
     /// tokenizer_config.json / special_tokens_map.json).
     pub fn pad_id_for_token(&self, pad_token: &str) -> Result<u32> {
-        self.inner
-            .token_to_id(pad_token)
+        self.vocab
+            .get(pad_token)
+            .copied()
             .ok_or_else(|| Error::UnsupportedConfig(format!("pad_token {pad_token:?} is not in the CLIP vocabulary")))
     }
 
     /// The BPE ids of `text`, without BOS/EOS.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding =
-            self.inner.encode(text, false).map_err(|e| Error::Other(format!("tokenizing {text:?}: {e}")))?;
-        Ok(encoding.get_ids().to_vec())
+        let normalized: String = text.nfc().collect();
+        let normalized = self.whitespace.replace_all(&normalized, " ");
+        let normalized: String = normalized.chars().flat_map(char::to_lowercase).collect();
+        let mut ids = Vec::new();
+        let mut rest = normalized.as_str();
+        while !rest.is_empty() {
+            // The earliest special token (the longest where two start at once).
+            let next = self
+                .specials
+                .iter()
+                .filter_map(|&(s, id)| rest.find(s).map(|at| (at, std::cmp::Reverse(s.len()), id)))
+                .min();
+            let (plain, special) = match next {
+                Some((at, std::cmp::Reverse(len), id)) => (&rest[..at], Some((at + len, id))),
+                None => (rest, None),
+            };
+            self.encode_plain(plain, &mut ids);
+            match special {
+                Some((end, id)) => {
+                    ids.push(id);
+                    rest = &rest[end..];
+                }
+                None => break,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Pre-tokenizes and BPE-encodes normalized text that holds no special token.
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
+        for clip_piece in self.clip_pattern.find_iter(text) {
+            for piece in self.byte_level_pattern.find_iter(clip_piece.as_str()) {
+                let symbols: String = piece.as_str().bytes().map(|b| self.byte_chars[b as usize]).collect();
+                ids.extend(self.bpe(&symbols));
+            }
+        }
+    }
+
+    /// One word's BPE: start from its symbols (the last one ends the word) and apply the merge
+    /// of lowest rank until none applies.
+    fn bpe(&self, word: &str) -> Vec<u32> {
+        let chars: Vec<char> = word.chars().collect();
+        let mut symbols: Vec<u32> = chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let symbol = if i + 1 == chars.len() { format!("{c}{END_OF_WORD}") } else { c.to_string() };
+                self.vocab[&symbol]
+            })
+            .collect();
+        loop {
+            let best = symbols
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, pair)| self.merges.get(&(pair[0], pair[1])).map(|&(rank, merged)| (rank, i, merged)))
+                .min();
+            let Some((_, i, merged)) = best else { break };
+            symbols[i] = merged;
+            symbols.remove(i + 1);
+        }
+        symbols
     }
 
     /// `text` as is (no weighting syntax), as transformers' tokenizer with
@@ -139,6 +275,24 @@ impl ClipTokenizer {
         }
         Encoded { chunks, weights: chunk_weights, token_count: ids.len(), chunked: n_chunks > 1 }
     }
+}
+
+/// CLIP's (and GPT-2's) byte alphabet: printable Latin-1 bytes stand for themselves, the others
+/// for the code points from 256 on, in byte order.
+fn byte_alphabet() -> [char; 256] {
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let mut chars = ['\0'; 256];
+    let mut next = 256;
+    for b in 0..256u32 {
+        let code = if printable(b) {
+            b
+        } else {
+            next += 1;
+            next - 1
+        };
+        chars[b as usize] = char::from_u32(code).expect("a valid code point");
+    }
+    chars
 }
 
 /// How a prompt is tokenized, for the page's counter and the CLI's notice.

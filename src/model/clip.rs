@@ -50,7 +50,7 @@ fn default_eos() -> i64 {
 
 impl ClipConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let c: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "text encoder config.json".into(), source })?;
+        let c: Self = crate::config_json::parse(text, "text encoder config.json", &[])?;
         if !matches!(c.hidden_act.as_str(), "quick_gelu" | "gelu") {
             return Err(Error::UnsupportedConfig(format!("text encoder hidden_act `{}`", c.hidden_act)));
         }

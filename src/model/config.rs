@@ -165,7 +165,7 @@ fn one_usize_block() -> PerBlock {
 
 impl UNetConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "UNet config.json".into(), source })?;
+        let config: Self = crate::config_json::parse(text, "UNet config.json", &["mid_block_type"])?;
         config.check()?;
         Ok(config)
     }
@@ -299,7 +299,7 @@ fn default_scaling() -> f64 {
 
 impl VaeConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "VAE config.json".into(), source })?;
+        let config: Self = crate::config_json::parse(text, "VAE config.json", &[])?;
         let bad = |m: String| Err(Error::UnsupportedConfig(format!("VAE: {m}")));
         if config.act_fn != "silu" {
             return bad(format!("act_fn `{}`", config.act_fn));

@@ -63,7 +63,7 @@ fn nearest() -> String {
 
 impl TaesdConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let c: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "TAESD config.json".into(), source })?;
+        let c: Self = crate::config_json::parse(text, "TAESD config.json", &[])?;
         if c.act_fn != "relu" || c.upsampling_scaling_factor != 2 || c.upsample_fn != "nearest" {
             return Err(Error::UnsupportedConfig("TAESD: only relu, nearest 2× upsampling".into()));
         }

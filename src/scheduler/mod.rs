@@ -91,7 +91,7 @@ pub enum Prediction {
 
 impl SchedulerConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let c: Self = serde_json::from_str(text).map_err(|source| Error::Json { what: "scheduler_config.json".into(), source })?;
+        let c: Self = crate::config_json::parse(text, "scheduler_config.json", &[])?;
         c.prediction()?;
         if c.rescale_betas_zero_snr {
             return Err(Error::UnsupportedConfig("rescale_betas_zero_snr is not supported".into()));

@@ -122,6 +122,16 @@ impl SourceFile {
         Ok(Self { what: what.to_string(), bytes, tensors })
     }
 
+    /// Strips `prefix` from every name when every name has it (checkpoints converted from a
+    /// training `{"state_dict": …}` pickle keep that level as a `state_dict.` prefix); true if it did.
+    pub fn unwrap_prefix(&mut self, prefix: &str) -> bool {
+        if self.tensors.is_empty() || !self.tensors.keys().all(|n| n.starts_with(prefix)) {
+            return false;
+        }
+        self.tensors = std::mem::take(&mut self.tensors).into_iter().map(|(n, t)| (n[prefix.len()..].to_string(), t)).collect();
+        true
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         if path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "ckpt" | "pt" | "pth" | "bin")) {
             return Err(Error::Other(format!(
@@ -392,7 +402,18 @@ impl Job<'_> {
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { what: path.display().to_string(), source })
+    crate::config_json::parse_value(&text, &path.display().to_string())
+}
+
+/// Parses each config as the loader will (before any shard is written): a model the loader would
+/// refuse is refused here, with the loader's message.
+fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Result<()> {
+    use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+    ClipConfig::from_json(&components["text_encoder"].to_string())?;
+    UNetConfig::from_json(&components["unet"].to_string())?;
+    VaeConfig::from_json(&components["vae"].to_string())?;
+    crate::scheduler::SchedulerConfig::from_json(&scheduler.to_string())?;
+    Ok(())
 }
 
 /// The CLIP tokenizer a text encoder pairs with: from the pipeline's tokenizer folder when there
@@ -432,8 +453,12 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
     let (scheduler, tokenizer, default_name);
     if src.is_dir() {
         for c in ["text_encoder", "unet", "vae"] {
+            components.insert(c.to_string(), read_json(&src.join(c).join("config.json"))?);
+        }
+        scheduler = read_json(&src.join("scheduler/scheduler_config.json"))?;
+        check_configs(&components, &scheduler)?;
+        for c in ["text_encoder", "unet", "vae"] {
             let dir = src.join(c);
-            let config = read_json(&dir.join("config.json"))?;
             for path in super::safetensors::model_files(&dir)? {
                 let file = SourceFile::read(&path)?;
                 let items: Vec<Item> = file
@@ -444,15 +469,20 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
                     .collect();
                 job.write(&file, &items)?;
             }
-            components.insert(c.to_string(), config);
         }
-        scheduler = read_json(&src.join("scheduler/scheduler_config.json"))?;
         tokenizer = tokenizer_info(Some(src), &components["text_encoder"]);
         default_name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     } else {
-        let file = SourceFile::read(src)?;
+        let mut file = SourceFile::read(src)?;
+        if file.unwrap_prefix("state_dict.") {
+            println!("single-file checkpoint: names under `state_dict.` (a training checkpoint's wrapper) read without it");
+        }
         let single = super::single_file::plan(&file, opts.configs.as_deref())?;
         println!("single-file checkpoint: {} ({}); {} source tensors ignored", single.kind, single.config_origin, single.ignored);
+        if single.ema > 0 {
+            println!("single-file checkpoint: {} EMA tensors (model_ema.*) ignored: the model's own weights are converted", single.ema);
+        }
+        check_configs(&single.configs, &single.scheduler)?;
         job.write(&file, &single.items)?;
         components = single.configs;
         scheduler = single.scheduler;
@@ -460,7 +490,9 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         default_name = src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     }
     if let Some(dir) = &opts.taesd {
-        components.insert("taesd".into(), read_json(&dir.join("config.json"))?);
+        let config = read_json(&dir.join("config.json"))?;
+        crate::model::taesd::TaesdConfig::from_json(&config.to_string())?;
+        components.insert("taesd".into(), config);
         for path in super::safetensors::model_files(dir)? {
             let file = SourceFile::read(&path)?;
             let items: Vec<Item> = file.names().filter(|n| file.is_float(n)).map(|n| Item::copy("taesd", n.as_str(), n.as_str())).collect();

@@ -25,7 +25,18 @@ pub struct SingleFile {
     pub scheduler: Value,
     /// Source tensors not converted (EMA copies, schedule buffers, the OpenCLIP projection).
     pub ignored: usize,
+    /// Of those, the EMA copies (`model_ema.*`): A1111 loads a checkpoint's own weights, not these.
+    pub ema: usize,
 }
+
+/// Checkpoints of architectures websd does not run, recognised by a name only they have.
+const OTHER_ARCHITECTURES: &[(&str, &str)] = &[
+    ("conditioner.embedders.", "an SDXL checkpoint (conditioner.embedders.*): SDXL is not supported yet"),
+    ("model.diffusion_model.joint_blocks.", "an SD 3 checkpoint (joint_blocks): not supported"),
+    ("model.diffusion_model.double_blocks.", "a FLUX checkpoint (double_blocks): not supported"),
+    ("double_blocks.", "a FLUX checkpoint (double_blocks): not supported"),
+    ("text_encoders.", "a checkpoint with ComfyUI/SD3-style text encoders (text_encoders.*): not supported"),
+];
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("built-in config")
@@ -33,6 +44,9 @@ fn json(text: &str) -> Value {
 
 /// Maps a single file's names; `configs` (a diffusers folder) overrides the built-in configs.
 pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
+    if let Some((_, what)) = OTHER_ARCHITECTURES.iter().find(|(prefix, _)| file.names().any(|n| n.starts_with(prefix))) {
+        return Err(Error::UnsupportedConfig(format!("single file: {what}")));
+    }
     let open_clip = file.names().any(|n| n.starts_with(OPEN_CLIP));
     let clip = file.names().any(|n| n.starts_with(CLIP));
     // The UNet's cross-attention context width tells SD 1.x (768) from SD 2.x (1024).
@@ -49,7 +63,10 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
     let text_width = if sd2 {
         file.shape(&format!("{OPEN_CLIP}token_embedding.weight")).map(|s| s[1])
     } else {
-        file.shape(&format!("{CLIP}text_model.embeddings.token_embedding.weight")).map(|s| s[1])
+        // Some SD 1.x files name the CLIP tower without its `text_model.` level (mapped below either way).
+        file.shape(&format!("{CLIP}text_model.embeddings.token_embedding.weight"))
+            .or_else(|| file.shape(&format!("{CLIP}embeddings.token_embedding.weight")))
+            .map(|s| s[1])
     }
     .ok_or_else(|| Error::MissingTensor("text encoder token_embedding.weight".into()))?;
     if text_width != context {
@@ -64,7 +81,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
             let read = |p: &str| -> Result<Value> {
                 let path = dir.join(p);
                 let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                serde_json::from_str(&text).map_err(|source| Error::Json { what: path.display().to_string(), source })
+                crate::config_json::parse_value(&text, &path.display().to_string())
             };
             let mut c = std::collections::BTreeMap::new();
             for name in ["unet", "text_encoder", "vae"] {
@@ -91,7 +108,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
     let vae_levels = configs["vae"].get("up_block_types").and_then(Value::as_array).map(Vec::len).unwrap_or(4);
 
     let mut items = Vec::new();
-    let mut ignored = 0;
+    let (mut ignored, mut ema) = (0, 0);
     let mut unmapped = Vec::new();
     let resblocks = if sd2 { count_resblocks(file) } else { 0 };
     for name in file.names() {
@@ -107,6 +124,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
         } else {
             // EMA copies, betas / alphas_cumprod and other training buffers.
             ignored += 1;
+            ema += usize::from(name.starts_with("model_ema."));
             continue;
         };
         match mapped {
@@ -144,7 +162,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
             }
         }
     }
-    Ok(SingleFile { kind, config_origin, items, configs, scheduler, ignored })
+    Ok(SingleFile { kind, config_origin, items, configs, scheduler, ignored, ema })
 }
 
 fn count_resblocks(file: &SourceFile) -> usize {

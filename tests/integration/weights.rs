@@ -647,3 +647,129 @@ fn load_rows_equals_rows_of_load() {
         }
     }
 }
+
+// ------------------------------------------------------------------ configs as published
+
+/// A copy of a fixture pipeline folder, its configs edited by `edit(component, config text)`.
+fn edited_pipeline(folder: &str, edit: impl Fn(&str, String) -> String) -> TempDir {
+    let dir = TempDir::new("configs");
+    let src = fixtures().join(folder);
+    for component in ["text_encoder", "unet", "vae", "scheduler"] {
+        std::fs::create_dir_all(dir.0.join(component)).unwrap();
+        for entry in std::fs::read_dir(src.join(component)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.ends_with(".json") {
+                std::fs::write(dir.0.join(component).join(&name), edit(component, std::fs::read_to_string(&path).unwrap())).unwrap();
+            } else if name != "parity.safetensors" {
+                std::fs::copy(&path, dir.0.join(component).join(&name)).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// Sets each `"key": value` (raw JSON text, so it may be Python's bare `-Infinity`) in a config object.
+fn with_entries(config: String, entries: &[(&str, &str)]) -> String {
+    let mut value = websd::config_json::parse_value(&config, "fixture config").unwrap();
+    let raw: String = entries
+        .iter()
+        .map(|(key, raw_value)| {
+            value.as_object_mut().unwrap().remove(*key);
+            format!("\n  \"{key}\": {raw_value},")
+        })
+        .collect();
+    serde_json::to_string_pretty(&value).unwrap().replacen('{', &format!("{{{raw}"), 1)
+}
+
+/// diffusers' own checkpoint converter writes `"upcast_attention": null`, and a pipeline saved
+/// with DPMSolverMultistepScheduler has Python's `"lambda_min_clipped": -Infinity`: both convert,
+/// and the converted model loads and generates like the unedited one.
+#[test]
+fn configs_with_null_and_infinity_convert_and_load() {
+    let edited = edited_pipeline("sd1", |component, text| match component {
+        "unet" => with_entries(text, &[("upcast_attention", "null"), ("class_embed_type", "null")]),
+        "text_encoder" => with_entries(text, &[("projection_dim", "null")]),
+        "vae" => with_entries(text, &[("latents_mean", "null")]),
+        "scheduler" => with_entries(text, &[("lambda_min_clipped", "-Infinity"), ("variance_type", "null"), ("sample_max_value", "Infinity")]),
+        _ => text,
+    });
+    let scheduler_text = std::fs::read_to_string(edited.0.join("scheduler/scheduler_config.json")).unwrap();
+    assert!(scheduler_text.contains("-Infinity") && !scheduler_text.contains("\"-Infinity\""), "the edit wrote a bare token");
+    let out = TempDir::new("configs-out");
+    let manifest = convert::convert(&edited.0, &out.0, &ConvertOptions { quant: Quant::F16, ..Default::default() }).expect("converts").manifest;
+    let unet = UNetConfig::from_json(&manifest.components["unet"].to_string()).expect("the converted UNet config loads");
+    assert!(!unet.upcast_attention);
+    let plain = TempDir::new("configs-plain");
+    let reference = convert::convert(&fixtures().join("sd1"), &plain.0, &ConvertOptions { quant: Quant::F16, ..Default::default() }).unwrap().manifest;
+    assert_eq!(manifest.tensors, reference.tensors, "same tensors as the unedited folder");
+    websd::pipeline::StableDiffusion::from_diffusers_dir(&edited.0, &Device::flex()).expect("the edited folder loads directly");
+
+    // What the loader refuses, the converter refuses, before writing a shard.
+    let refused = edited_pipeline("sd1", |component, text| if component == "unet" { with_entries(text, &[("class_embed_type", "\"timestep\"")]) } else { text });
+    let out = TempDir::new("configs-refused");
+    let err = convert::convert(&refused.0, &out.0, &ConvertOptions::default()).err().expect("refused");
+    assert!(matches!(err, Error::UnsupportedConfig(_)) && err.to_string().contains("class_embed_type"), "{err}");
+    assert_eq!(std::fs::read_dir(&out.0).unwrap().count(), 0, "nothing written");
+}
+
+// ------------------------------------------------------------------ single-file variants
+
+/// The SD 1.x single-file fixture rewritten by `rename` (None drops a tensor), plus `extra` tensors.
+fn single_file_variant(tag: &str, rename: impl Fn(&str) -> Option<String>, extra: &[(&str, Vec<f32>)]) -> (TempDir, PathBuf) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes = std::fs::read(fixtures().join("single_file/sd1.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut views: Vec<(String, TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter_map(|(name, view)| rename(&name).map(|n| (n, view)))
+        .collect();
+    let extra_bytes: Vec<(String, Vec<u8>, usize)> =
+        extra.iter().map(|(n, v)| (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len())).collect();
+    for (name, data, n) in &extra_bytes {
+        views.push((name.clone(), TensorView::new(Dtype::F32, vec![*n], data).unwrap()));
+    }
+    let dir = TempDir::new(tag);
+    let path = dir.0.join(format!("{tag}.safetensors"));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    (dir, path)
+}
+
+/// Variants of real SD 1.x single files: CLIP keys without `text_model.`, EMA copies beside the
+/// weights (A1111's `model_ema.*` naming), and a `state_dict.` wrapper: each converts to exactly
+/// the tensors of the plain file. Checkpoints of other architectures are refused by name.
+#[test]
+fn single_file_variants_convert_like_the_plain_file() {
+    let opts = ConvertOptions { quant: Quant::F16, configs: Some(fixtures().join("sd1")), ..Default::default() };
+    let plain_dir = TempDir::new("plain");
+    let plain = convert::convert(&fixtures().join("single_file/sd1.safetensors"), &plain_dir.0, &opts).unwrap().manifest;
+    let original = std::fs::read(fixtures().join("single_file/sd1.safetensors")).unwrap();
+    let unet_names: Vec<String> =
+        safetensors::SafeTensors::deserialize(&original).unwrap().names().into_iter().filter(|n| n.starts_with("model.diffusion_model.")).map(String::from).collect();
+    assert!(!unet_names.is_empty());
+    let ema: Vec<(String, Vec<f32>)> = unet_names
+        .iter()
+        .take(4)
+        .map(|n| (format!("model_ema.{}", n["model.".len()..].replace('.', "")), vec![0.5; 3]))
+        .chain([("model_ema.decay".to_string(), vec![0.9999]), ("model_ema.num_updates".to_string(), vec![1000.0])])
+        .collect();
+    let ema_refs: Vec<(&str, Vec<f32>)> = ema.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+    let variants = [
+        ("no-text-model", single_file_variant("no-text-model", |n| Some(n.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.")), &[])),
+        ("ema", single_file_variant("ema", |n| (!n.starts_with("model_ema.")).then(|| n.to_string()), &ema_refs)),
+        ("state-dict", single_file_variant("state-dict", |n| Some(format!("state_dict.{n}")), &[])),
+    ];
+    for (tag, (_dir, path)) in &variants {
+        let out = TempDir::new(tag);
+        let m = convert::convert(path, &out.0, &opts).unwrap_or_else(|e| panic!("{tag}: {e}")).manifest;
+        assert_eq!(m.tensors, plain.tensors, "{tag}: same tensors, same bytes");
+        for component in ["text_encoder", "unet"] {
+            assert_eq!(load_all(&m, &out.0, component), load_all(&plain, &plain_dir.0, component), "{tag} {component}: values");
+        }
+        println!("single-file variant {tag}: {} tensors as the plain file", m.tensors.len());
+    }
+    let (_dir, sdxl) = single_file_variant("sdxl", |n| Some(n.replace("cond_stage_model.transformer.", "conditioner.embedders.0.transformer.")), &[]);
+    let err = convert::convert(&sdxl, &TempDir::new("sdxl-out").0, &opts).err().expect("SDXL refused");
+    assert!(matches!(err, Error::UnsupportedConfig(_)) && err.to_string().contains("SDXL"), "{err}");
+}

@@ -11,7 +11,7 @@
 //!    printable byte alphabet;
 //! 4. BPE each piece (the last symbol carries `</w>`), lowest merge rank first.
 //!
-//! `assets/clip_tokenizer.json.gz` (vocabulary and merges, as transformers' tokenizer.json) is
+//! `assets/clip_merges.txt.gz` (the merges; the vocabulary is built from them as CLIP does) is
 //! shared by SD 1.x and 2.x, which differ only in the padding. A prompt becomes 77 ids: BOS, up to
 //! 75 tokens, EOS, padding. Longer prompts are split into 75-token chunks, each wrapped and padded
 //! the same way; the pipeline encodes each chunk and concatenates the embeddings (as A1111 does;
@@ -35,7 +35,9 @@ pub const MAX_LEN: usize = 77;
 /// Prompt tokens per 77-id sequence.
 pub const CHUNK: usize = MAX_LEN - 2;
 
-static CLIP_TOKENIZER_GZ: &[u8] = include_bytes!("../assets/clip_tokenizer.json.gz");
+/// CLIP's 48894 BPE merges (`left right` per line, by rank), from openai-clip's
+/// bpe_simple_vocab_16e6.txt.gz: the vocabulary follows from them (see `from_merges`).
+static CLIP_MERGES_GZ: &[u8] = include_bytes!("../assets/clip_merges.txt.gz");
 
 /// CLIP's pre-tokenizer pattern (the special tokens are split out before it runs).
 const CLIP_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
@@ -57,26 +59,6 @@ pub struct Encoded {
     pub chunked: bool,
 }
 
-/// The parts of a tokenizer.json this tokenizer reads.
-#[derive(serde::Deserialize)]
-struct TokenizerJson {
-    model: BpeJson,
-}
-
-#[derive(serde::Deserialize)]
-struct BpeJson {
-    vocab: HashMap<String, u32>,
-    merges: Vec<MergeJson>,
-}
-
-/// tokenizers writes a merge as `["a", "b"]` (newer) or `"a b"` (older).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum MergeJson {
-    Pair(String, String),
-    Joined(String),
-}
-
 pub struct ClipTokenizer {
     vocab: HashMap<String, u32>,
     /// (left id, right id) → (rank, id of the merged symbol).
@@ -95,11 +77,11 @@ impl ClipTokenizer {
     /// The embedded CLIP tokenizer, padding with `pad_id` (`EOS` for SD 1.x, 0 for SD 2.x: their
     /// tokenizers' `pad_token` is "<|endoftext|>" and "!").
     pub fn new(pad_id: u32) -> Result<Self> {
-        let mut json = Vec::new();
-        flate2::read::GzDecoder::new(CLIP_TOKENIZER_GZ)
-            .read_to_end(&mut json)
-            .map_err(|e| Error::Other(format!("embedded clip_tokenizer.json.gz: {e}")))?;
-        Self::from_json_bytes(&json, pad_id)
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(CLIP_MERGES_GZ)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Other(format!("embedded clip_merges.txt.gz: {e}")))?;
+        Self::from_merges(&text, pad_id)
     }
 
     /// The embedded tokenizer, built once per padding id (the page asks for token counts as the
@@ -116,24 +98,32 @@ impl ClipTokenizer {
         Ok(t)
     }
 
-    /// A tokenizer from tokenizer.json bytes (a BPE model with CLIP's vocabulary layout).
-    pub fn from_json_bytes(json: &[u8], pad_id: u32) -> Result<Self> {
-        let invalid = |what: String| Error::Other(format!("invalid tokenizer.json: {what}"));
-        let parsed: TokenizerJson = serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
-        let vocab = parsed.model.vocab;
-        let id = |token: &str| vocab.get(token).copied().ok_or_else(|| invalid(format!("{token:?} is not in the vocabulary")));
-        let mut merges = HashMap::with_capacity(parsed.model.merges.len());
-        for (rank, merge) in parsed.model.merges.iter().enumerate() {
-            let (left, right) = match merge {
-                MergeJson::Pair(l, r) => (l.as_str(), r.as_str()),
-                MergeJson::Joined(s) => s.split_once(' ').ok_or_else(|| invalid(format!("merge {s:?}")))?,
-            };
-            merges.insert((id(left)?, id(right)?), (rank as u32, id(&format!("{left}{right}"))?));
-        }
+    /// A tokenizer from CLIP's merges (`left right` per line, by rank). The vocabulary is CLIP's:
+    /// the 256 byte symbols, the same with `</w>`, each merge's result by rank, then
+    /// `<|startoftext|>` and `<|endoftext|>` (so 48894 merges give 49408 ids).
+    pub fn from_merges(text: &str, pad_id: u32) -> Result<Self> {
+        let invalid = |what: String| Error::Other(format!("invalid CLIP merges: {what}"));
         let byte_chars = byte_alphabet();
-        for c in byte_chars {
-            id(&c.to_string())?;
-            id(&format!("{c}{END_OF_WORD}"))?;
+        let pairs: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("#version"))
+            .map(|l| l.split_once(' ').ok_or_else(|| invalid(format!("line {l:?}"))))
+            .collect::<Result<_>>()?;
+        // CLIP lists the byte symbols by code point: the printable bytes, then the rest (256 on).
+        let mut units = byte_chars;
+        units.sort_unstable();
+        let mut tokens: Vec<String> = units.iter().map(|c| c.to_string()).collect();
+        tokens.extend(units.iter().map(|c| format!("{c}{END_OF_WORD}")));
+        tokens.extend(pairs.iter().map(|(l, r)| format!("{l}{r}")));
+        tokens.extend(["<|startoftext|>".to_string(), "<|endoftext|>".to_string()]);
+        let vocab: HashMap<String, u32> = tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
+        if vocab.len() != 512 + pairs.len() + 2 {
+            return Err(invalid("two merges give the same token".into()));
+        }
+        let id = |token: &str| vocab.get(token).copied().ok_or_else(|| invalid(format!("{token:?} is not in the vocabulary")));
+        let mut merges = HashMap::with_capacity(pairs.len());
+        for (rank, (left, right)) in pairs.iter().enumerate() {
+            merges.insert((id(left)?, id(right)?), (rank as u32, id(&format!("{left}{right}"))?));
         }
         if id("<|startoftext|>")? != BOS || id("<|endoftext|>")? != EOS {
             return Err(invalid("the special tokens are not at CLIP's ids".into()));

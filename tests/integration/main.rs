@@ -3,6 +3,7 @@
 mod bench;
 mod clip;
 mod common;
+mod configs;
 mod parity;
 mod pipeline;
 mod scheduler;

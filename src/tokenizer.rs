@@ -63,8 +63,8 @@ pub struct ClipTokenizer {
     vocab: HashMap<String, u32>,
     /// (left id, right id) → (rank, id of the merged symbol).
     merges: HashMap<(u32, u32), (u32, u32)>,
-    /// Per byte, its symbol in CLIP's byte alphabet.
-    byte_chars: [char; 256],
+    /// Per byte, the ids of its symbol inside a word and at a word's end (with `</w>`).
+    byte_ids: [[u32; 2]; 256],
     /// The texts split out whole before pre-tokenization, with their ids.
     specials: Vec<(&'static str, u32)>,
     clip_pattern: Regex,
@@ -112,6 +112,10 @@ impl ClipTokenizer {
         // CLIP lists the byte symbols by code point: the printable bytes, then the rest (256 on).
         let mut units = byte_chars;
         units.sort_unstable();
+        let byte_ids = byte_chars.map(|c| {
+            let at = units.binary_search(&c).expect("a byte symbol") as u32;
+            [at, at + 256]
+        });
         let mut tokens: Vec<String> = units.iter().map(|c| c.to_string()).collect();
         tokens.extend(units.iter().map(|c| format!("{c}{END_OF_WORD}")));
         tokens.extend(pairs.iter().map(|(l, r)| format!("{l}{r}")));
@@ -140,7 +144,7 @@ impl ClipTokenizer {
         Ok(Self {
             vocab,
             merges,
-            byte_chars,
+            byte_ids,
             specials,
             clip_pattern: regex(CLIP_PATTERN),
             byte_level_pattern: regex(BYTE_LEVEL_PATTERN),
@@ -192,24 +196,16 @@ impl ClipTokenizer {
     fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
         for clip_piece in self.clip_pattern.find_iter(text) {
             for piece in self.byte_level_pattern.find_iter(clip_piece.as_str()) {
-                let symbols: String = piece.as_str().bytes().map(|b| self.byte_chars[b as usize]).collect();
-                ids.extend(self.bpe(&symbols));
+                ids.extend(self.bpe(piece.as_str().as_bytes()));
             }
         }
     }
 
-    /// One word's BPE: start from its symbols (the last one ends the word) and apply the merge
-    /// of lowest rank until none applies.
-    fn bpe(&self, word: &str) -> Vec<u32> {
-        let chars: Vec<char> = word.chars().collect();
-        let mut symbols: Vec<u32> = chars
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let symbol = if i + 1 == chars.len() { format!("{c}{END_OF_WORD}") } else { c.to_string() };
-                self.vocab[&symbol]
-            })
-            .collect();
+    /// One word's BPE: start from its bytes' symbols (the last one ends the word) and apply the
+    /// merge of lowest rank until none applies.
+    fn bpe(&self, word: &[u8]) -> Vec<u32> {
+        let last = word.len() - 1;
+        let mut symbols: Vec<u32> = word.iter().enumerate().map(|(i, &b)| self.byte_ids[b as usize][usize::from(i == last)]).collect();
         loop {
             let best = symbols
                 .windows(2)

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod prompt;
 pub mod rng;
+pub mod roundtrip;
 pub mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sizes;

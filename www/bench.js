@@ -67,12 +67,49 @@ async function run() {
   }
 }
 
+// The GPU check with real weights: the worker round-trips a photo through TAEF2 (models/taef2).
+const PASS_DB = 29;
+async function runCheck() {
+  if (running) return;
+  setRunning(true);
+  $('check-run').disabled = true;
+  $('error').hidden = true;
+  const size = Number($('check-size').value);
+  $('check-status').textContent = `Downloading TAEF2 and running it at ${size}×${size}…`;
+  const started = performance.now();
+  try {
+    const { result } = await client.request({ type: 'roundtrip', size }, ['roundtrip'], 'roundtrip');
+    const show = (id, image) => { $(id).src = URL.createObjectURL(new Blob([image.png], { type: 'image/png' })); };
+    show('check-input', result.input);
+    show('check-round-trip', result.round_trip);
+    show('check-random', result.random);
+    $('check-round-trip-caption').textContent = `Round trip: ${result.psnr_db.toFixed(2)} dB`;
+    $('check-random-caption').textContent = `Random latents: ${result.random_psnr_db.toFixed(2)} dB`;
+    $('check-images').hidden = false;
+    const passed = result.psnr_db >= PASS_DB;
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    $('check-status').textContent = passed
+      ? `Passed: the round trip reached ${result.psnr_db.toFixed(2)} dB PSNR (≥ ${PASS_DB} dB) in ${seconds} s.`
+      : `FAILED: the round trip reached only ${result.psnr_db.toFixed(2)} dB PSNR (expected ≥ ${PASS_DB} dB): this GPU or its driver computes wrong results.`;
+    document.body.dataset.check = passed ? 'passed' : 'failed';
+  } catch (e) {
+    $('check-status').textContent = 'The check could not run.';
+    $('error').textContent = e.message;
+    $('error').hidden = false;
+    document.body.dataset.check = 'error';
+  } finally {
+    setRunning(false);
+    $('check-run').disabled = false;
+  }
+}
+
 async function main() {
   const problem = await webgpuProblem();
   if (problem) {
     $('unsupported').textContent = problem;
     $('unsupported').hidden = false;
     $('bench-run').disabled = true;
+    $('check-run').disabled = true;
     $('bench-gpu').textContent = 'No WebGPU.';
     return;
   }
@@ -87,6 +124,7 @@ async function main() {
     client.restart('Stopped: the benchmark was ended.');
     client.post({ type: 'init' });
   });
+  $('check-run').addEventListener('click', runCheck);
   $('bench-copy').addEventListener('click', () => navigator.clipboard?.writeText($('bench-text').textContent));
   document.body.dataset.gpu = 'ready';
 }

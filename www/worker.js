@@ -7,6 +7,7 @@
 //   · {type:'generate', params} · {type:'cancel'} · {type:'prompt-length', field, text}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/mod.rs)
+//   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
 // Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
 //   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
@@ -16,6 +17,8 @@
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
 //   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
+//   · {type:'roundtrip', result: {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std,
+//     input, round_trip, random /* {width, height, png} */}}
 //   · {type:'crashed', message}: the wasm instance panicked or the GPU device is lost; this worker
 //     is unusable and the page starts a new one (the model reloads from IndexedDB).
 //
@@ -142,6 +145,21 @@ const handlers = {
     await wasm();
     const done = await websd.run_bench(options, (row) => postMessage({ type: 'bench-row', row }));
     postMessage({ type: 'bench-done', ...done });
+  },
+  roundtrip: async ({ size }) => {
+    await wasm();
+    const fetchFile = async (name) => {
+      const response = await fetch(new URL(`models/taef2/${name}`, import.meta.url));
+      if (!response.ok) throw new Error(`models/taef2/${name}: HTTP ${response.status}`);
+      return response;
+    };
+    const [config, weights, photo] = await Promise.all([
+      fetchFile('config.json').then((r) => r.text()),
+      fetchFile('diffusion_pytorch_model.safetensors').then((r) => r.arrayBuffer()),
+      fetchFile('astronaut.png').then((r) => r.arrayBuffer()),
+    ]);
+    const result = await websd.taesd_round_trip(config, new Uint8Array(weights), new Uint8Array(photo), size, 0);
+    postMessage({ type: 'roundtrip', result });
   },
   'destroy-gpu': async () => { await wasm(); websd.destroy_gpu_device(); },
   cancel: async () => {

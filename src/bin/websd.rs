@@ -13,6 +13,7 @@ fn main() {
         Some("sizes") => cli::sizes(&args[1..]),
         Some("convert") => cli::convert(&args[1..]),
         Some("bench") => cli::bench(&args[1..]),
+        Some("roundtrip") => cli::roundtrip(&args[1..]),
         _ => {
             eprintln!("{}", cli::USAGE);
             std::process::exit(2);
@@ -54,7 +55,11 @@ mod cli {
   bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
         [--warmup 1] [--only text,unet,vae,taesd,image] [--steps N]
                                time each network of a full-size model (random weights) and print
-                               median ms and TFLOP/s (see docs/PERFORMANCE.md)";
+                               median ms and TFLOP/s (see docs/PERFORMANCE.md)
+  roundtrip TAESD_DIR --image PHOTO.png [--size 256] [--device flex|wgpu] [--seed 0] [--out DIR]
+                               encode → decode a photo with a TAESD-family autoencoder (diffusers
+                               folder); print the PSNR, and that of random latents; write the
+                               input, round trip and random decode as PNGs into DIR";
 
     /// `--device flex|wgpu` (default flex).
     fn device_arg(args: &[String]) -> Result<Device, String> {
@@ -255,20 +260,37 @@ mod cli {
 
     /// An RGBA8 image from a PNG file (for img2img).
     fn read_png(path: &str) -> Result<websd::image::RgbaImage, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-        decoder.set_transformations(png::Transformations::normalize_to_color8() | png::Transformations::ALPHA);
-        let mut reader = decoder.read_info().map_err(|e| format!("{path}: {e}"))?;
-        let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
-        let info = reader.next_frame(&mut buf).map_err(|e| format!("{path}: {e}"))?;
-        buf.truncate(info.buffer_size());
-        let (w, h) = (info.width as usize, info.height as usize);
-        let pixels = match info.color_type {
-            png::ColorType::Rgba => buf,
-            png::ColorType::GrayscaleAlpha => buf.chunks(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
-            other => return Err(format!("{path}: unsupported PNG colour type {other:?}")),
+        let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        websd::image::decode_png(path, &bytes).map_err(|e| e.to_string())
+    }
+
+    /// `websd roundtrip`: a real autoencoder's encode → decode of a photo (see src/roundtrip.rs).
+    pub fn roundtrip(args: &[String]) -> Result<(), String> {
+        let dir = match args.first() {
+            Some(d) if !d.starts_with("--") => d.clone(),
+            _ => return Err(format!("roundtrip needs a TAESD folder\n{USAGE}")),
         };
-        Ok(websd::image::RgbaImage { width: w, height: h, pixels })
+        let photo = read_png(opt(args, "--image", ""))?;
+        let size: usize = opt(args, "--size", "256").parse().map_err(|_| "--size must be a number")?;
+        let seed: u64 = opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?;
+        let device = device_arg(args)?;
+        let taesd = websd::model::taesd::Taesd::from_dir(&dir, &device).map_err(|e| e.to_string())?;
+        let r = pollster::block_on(websd::roundtrip::taesd_round_trip(&taesd, &photo, size, seed, &device)).map_err(|e| e.to_string())?;
+        println!(
+            "{size}×{size}: round trip {:.2} dB PSNR, random latents {:.2} dB (latents {:?}, mean {:.3}, std {:.3})",
+            r.psnr_db, r.random_psnr_db, r.latent_shape, r.latent_mean, r.latent_std
+        );
+        if let Some(i) = args.iter().position(|a| a == "--out") {
+            let out = std::path::Path::new(args.get(i + 1).ok_or("--out needs a folder")?);
+            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            for (name, image) in [("input", &r.input), ("roundtrip", &r.round_trip), ("random", &r.random)] {
+                let path = out.join(format!("{name}.png"));
+                let png = websd::image::encode_png(image, &format!("websd roundtrip {dir}: {name}")).map_err(|e| e.to_string())?;
+                std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("{}", path.display());
+            }
+        }
+        Ok(())
     }
 
     /// `websd noise`: the first values of a seed's noise stream, as JSON.

@@ -1,14 +1,19 @@
 //! TAESD, diffusers' AutoencoderTiny: a small conv autoencoder for SD latents, used for fast
 //! decoding and live previews. It works on the UNet's latents directly (no scaling factor).
+//!
+//! The same code runs madebyollin's later members of the family that keep this layout: TAEF1/TAESD3
+//! (16 latent channels) and TAEF2 (32 channels, and a `pool` branch in three blocks of each half,
+//! taken when the checkpoint has its tensors).
 
 use std::path::Path;
 
+use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::Deserialize;
 
-use super::resnet::upsample_nearest_2x;
+use super::resnet::{group_norm_f32, upsample_nearest_2x};
 use crate::error::{Error, Result};
 use crate::weights::{SafetensorsSource, WeightLoader};
 
@@ -82,15 +87,44 @@ impl TaesdConfig {
 /// AutoencoderTinyBlock: three 3×3 convs with ReLUs, a 1×1 skip when channels change, ReLU fuse.
 #[derive(Module, Debug)]
 struct TinyBlock {
+    pool: Option<PoolBranch>,
     conv0: Conv2d,
     conv2: Conv2d,
     conv4: Conv2d,
     skip: Option<Conv2d>,
 }
 
+/// TAEF2's `pool` branch, added to the block's input before the block runs:
+/// x + conv1x1(relu(GroupNorm(4)(conv1x1(x)))), both 1×1 convs without bias (`pool.0`..`pool.3`).
+#[derive(Module, Debug)]
+struct PoolBranch {
+    expand: Conv2d,
+    norm: GroupNorm,
+    project: Conv2d,
+}
+
+impl PoolBranch {
+    fn load(w: &mut WeightLoader, prefix: &str, channels: usize) -> Result<Self> {
+        let hidden = w.shape(&format!("{prefix}.0.weight")).map_or(4 * channels, |s| s[0]);
+        Ok(Self {
+            expand: w.conv2d(&format!("{prefix}.0"), channels, hidden, 1, 1, 0, false)?,
+            // torch's nn.GroupNorm default eps.
+            norm: w.group_norm(&format!("{prefix}.1"), 4, hidden, 1e-5)?,
+            project: w.conv2d(&format!("{prefix}.3"), hidden, channels, 1, 1, 0, false)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = relu(group_norm_f32(&self.norm, self.expand.forward(x.clone())));
+        x + self.project.forward(h)
+    }
+}
+
 impl TinyBlock {
     fn load(w: &mut WeightLoader, prefix: &str, cin: usize, cout: usize) -> Result<Self> {
+        let pool_prefix = format!("{prefix}.pool");
         Ok(Self {
+            pool: if w.has(&format!("{pool_prefix}.0.weight")) { Some(PoolBranch::load(w, &pool_prefix, cin)?) } else { None },
             conv0: w.conv2d(&format!("{prefix}.conv.0"), cin, cout, 3, 1, 1, true)?,
             conv2: w.conv2d(&format!("{prefix}.conv.2"), cout, cout, 3, 1, 1, true)?,
             conv4: w.conv2d(&format!("{prefix}.conv.4"), cout, cout, 3, 1, 1, true)?,
@@ -99,6 +133,10 @@ impl TinyBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = match &self.pool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
         let h = self.conv4.forward(relu(self.conv2.forward(relu(self.conv0.forward(x.clone())))));
         let skip = match &self.skip {
             Some(s) => s.forward(x),
@@ -134,6 +172,7 @@ fn run(layers: &[Layer], mut x: Tensor<4>) -> Tensor<4> {
 pub struct Taesd {
     encoder: Vec<Layer>,
     decoder: Vec<Layer>,
+    latent_channels: usize,
 }
 
 impl Taesd {
@@ -184,7 +223,7 @@ impl Taesd {
             decoder.push(if last { Layer::Conv(conv) } else { Layer::UpsampleConv(conv) });
         }
         w.finish("")?;
-        Ok(Self { encoder, decoder })
+        Ok(Self { encoder, decoder, latent_channels: c.latent_channels })
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
@@ -193,6 +232,10 @@ impl Taesd {
         let config = TaesdConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
         let mut source = SafetensorsSource::from_dir(dir)?;
         Self::load(&config, &mut WeightLoader::new(&mut source, device))
+    }
+
+    pub fn latent_channels(&self) -> usize {
+        self.latent_channels
     }
 
     /// Image [B, 3, H, W] in [-1, 1] → latents [B, 4, H/8, W/8] (AutoencoderTiny.encode().latents).

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, missing_noise, round_half_even, spaced_timesteps, x0_and_eps};
+use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, missing_noise, round_half_even, spaced_timesteps, x0_and_eps, x0_clip_range, clip_x0};
 use crate::error::Result;
 
 pub struct Ddim {
@@ -11,6 +11,7 @@ pub struct Ddim {
     timesteps: Vec<f64>,
     step_ratio: usize,
     prediction: Prediction,
+    clip_range: Option<f64>,
     eta: f64,
 }
 
@@ -22,6 +23,7 @@ impl Ddim {
             timesteps: spaced_timesteps(config.spacing(Spacing::Leading)?, steps, config).into_iter().map(round_half_even).collect(),
             step_ratio: config.num_train_timesteps / steps,
             prediction: config.prediction()?,
+            clip_range: x0_clip_range(config, "DDIM")?,
             alphas_cumprod,
             final_alpha,
             eta,
@@ -46,6 +48,7 @@ impl Scheduler for Ddim {
         let t = self.timesteps[i] as i64;
         let (a, a_prev) = (self.alpha(t), self.alpha(t - self.step_ratio as i64));
         let (x0, eps) = x0_and_eps(self.prediction, model_output, sample, a);
+        let x0 = clip_x0(x0, self.clip_range);
         let variance = (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev);
         let std = self.eta * variance.sqrt();
         let mut prev = x0.clone() * a_prev.sqrt() + eps * (1.0 - a_prev - std * std).sqrt();

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, StepOutput, ddpm_add_noise, missing_noise, x0_and_eps};
+use super::{Prediction, Scheduler, SchedulerConfig, StepOutput, ddpm_add_noise, missing_noise, x0_and_eps, x0_clip_range, clip_x0};
 use crate::error::Result;
 
 pub struct Lcm {
@@ -11,6 +11,7 @@ pub struct Lcm {
     final_alpha: f64,
     timesteps: Vec<f64>,
     prediction: Prediction,
+    clip_range: Option<f64>,
     timestep_scaling: f64,
 }
 
@@ -28,6 +29,7 @@ impl Lcm {
             alphas_cumprod,
             timesteps,
             prediction: config.prediction()?,
+            clip_range: x0_clip_range(config, "LCM")?,
             timestep_scaling: config.timestep_scaling,
         })
     }
@@ -46,6 +48,7 @@ impl Scheduler for Lcm {
         let t = self.timesteps[i];
         let a = self.alphas_cumprod[t as usize] as f64;
         let (x0, _) = x0_and_eps(self.prediction, model_output, sample.clone(), a);
+        let x0 = clip_x0(x0, self.clip_range);
         let scaled = t * self.timestep_scaling;
         let sigma_data2 = 0.25;
         let c_skip = sigma_data2 / (scaled * scaled + sigma_data2);

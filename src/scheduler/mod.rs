@@ -38,8 +38,15 @@ pub struct SchedulerConfig {
     pub timestep_spacing: Option<String>,
     #[serde(default)]
     pub set_alpha_to_one: bool,
+    /// DDIM and LCM clamp their x0 prediction to ±clip_sample_range (diffusers; the other
+    /// samplers ignore the key, as diffusers' do).
     #[serde(default)]
     pub clip_sample: bool,
+    #[serde(default = "one")]
+    pub clip_sample_range: f64,
+    /// Dynamic thresholding (DDIM, LCM): not implemented, refused by the samplers that would use it.
+    #[serde(default)]
+    pub thresholding: bool,
     #[serde(default)]
     pub use_karras_sigmas: bool,
     /// LCM: the distillation schedule's length and the boundary-condition scaling.
@@ -68,6 +75,9 @@ fn default_schedule() -> String {
 fn default_prediction() -> String {
     "epsilon".into()
 }
+fn one() -> f64 {
+    1.0
+}
 fn default_original_steps() -> usize {
     50
 }
@@ -95,9 +105,6 @@ impl SchedulerConfig {
         c.prediction()?;
         if c.rescale_betas_zero_snr {
             return Err(Error::UnsupportedConfig("rescale_betas_zero_snr is not supported".into()));
-        }
-        if c.clip_sample {
-            return Err(Error::UnsupportedConfig("clip_sample is not supported".into()));
         }
         Ok(c)
     }
@@ -352,6 +359,22 @@ pub fn x0_and_eps(prediction: Prediction, model_output: Tensor<4>, sample: Tenso
         Prediction::Epsilon => ((sample - model_output.clone() * b) / a, model_output),
         Prediction::VPrediction => (sample.clone() * a - model_output.clone() * b, model_output * a + sample * b),
         Prediction::Sample => (model_output.clone(), (sample - model_output * a) / b),
+    }
+}
+
+/// DDIM's and LCM's "clip predicted x_0": the range to clamp x0 to, if `clip_sample` is set.
+/// `thresholding` (dynamic thresholding, for pixel-space models) is refused.
+pub fn x0_clip_range(config: &SchedulerConfig, sampler: &str) -> Result<Option<f64>> {
+    if config.thresholding {
+        return Err(Error::UnsupportedConfig(format!("{sampler}: thresholding is not supported")));
+    }
+    Ok(config.clip_sample.then_some(config.clip_sample_range))
+}
+
+pub fn clip_x0(x0: Tensor<4>, range: Option<f64>) -> Tensor<4> {
+    match range {
+        Some(r) => x0.clamp(-r, r),
+        None => x0,
     }
 }
 

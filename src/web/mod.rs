@@ -312,3 +312,35 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
     set(&out, "device", name);
     Ok(out.into())
 }
+
+// ---------------------------------------------------------------- real-weights check (bench.html)
+
+/// The GPU check with real weights: a TAESD-family autoencoder (`config`: its diffusers
+/// config.json; `weights`: its safetensors bytes) round-trips `photo` (PNG bytes) at `size`².
+/// Resolves with {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std, input,
+/// round_trip, random}, each image as {width, height, png}. See src/roundtrip.rs.
+#[wasm_bindgen]
+pub async fn taesd_round_trip(config: String, weights: Vec<u8>, photo: Vec<u8>, size: usize, seed: u32) -> Result<JsValue, JsValue> {
+    use crate::model::taesd::{Taesd, TaesdConfig};
+    use crate::weights::{SafetensorsSource, WeightLoader};
+    let device = device()?;
+    let config = TaesdConfig::from_json(&config).map_err(js_error)?;
+    let mut source = SafetensorsSource::from_bytes("the autoencoder's weights", weights).map_err(js_error)?;
+    let taesd = Taesd::load(&config, &mut WeightLoader::new(&mut source, &device)).map_err(js_error)?;
+    let photo = crate::image::decode_png("the photo", &photo).map_err(js_error)?;
+    let r = crate::roundtrip::taesd_round_trip(&taesd, &photo, size, seed as u64, &device).await.map_err(js_error)?;
+    let out = Object::new();
+    set(&out, "psnr_db", r.psnr_db);
+    set(&out, "random_psnr_db", r.random_psnr_db);
+    set(&out, "latent_shape", r.latent_shape.iter().map(|&d| JsValue::from(d as u32)).collect::<js_sys::Array>());
+    set(&out, "latent_mean", r.latent_mean);
+    set(&out, "latent_std", r.latent_std);
+    for (key, image) in [("input", &r.input), ("round_trip", &r.round_trip), ("random", &r.random)] {
+        let o = Object::new();
+        set(&o, "width", image.width as u32);
+        set(&o, "height", image.height as u32);
+        set(&o, "png", Uint8Array::from(crate::image::encode_png(image, key).map_err(js_error)?.as_slice()));
+        set(&out, key, o);
+    }
+    Ok(out.into())
+}

@@ -440,6 +440,22 @@ fn text_name(name: &str) -> &str {
     name.strip_prefix("text_model.").unwrap_or(name)
 }
 
+/// The TAESD to include must parse and work on the model's latents: a TAESD of another family
+/// (TAEF1/TAEF2: 16/32 channels) cannot preview an SD model. Checked before any shard is written.
+fn check_taesd(opts: &ConvertOptions, config: Option<&Value>, components: &BTreeMap<String, Value>) -> Result<()> {
+    let (Some(dir), Some(config)) = (&opts.taesd, config) else { return Ok(()) };
+    let taesd = crate::model::taesd::TaesdConfig::from_json(&config.to_string())?;
+    let vae_channels = components.get("vae").and_then(|v| v["latent_channels"].as_u64()).unwrap_or(4) as usize;
+    if taesd.latent_channels != vae_channels {
+        return Err(Error::UnsupportedConfig(format!(
+            "the TAESD in {} works on {} latent channels and this model's VAE on {vae_channels}: use the TAESD made for this model family (madebyollin/taesd for SD 1.x/2.x)",
+            dir.display(),
+            taesd.latent_channels
+        )));
+    }
+    Ok(())
+}
+
 /// Converts `src` (a diffusers folder or a `.safetensors` single file) into `out`.
 pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converted> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -449,6 +465,10 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         tensors: Vec::new(),
         sizes: BTreeMap::new(),
     };
+    let taesd_config = match &opts.taesd {
+        Some(dir) => Some(read_json(&dir.join("config.json"))?),
+        None => None,
+    };
     let mut components = BTreeMap::new();
     let (scheduler, tokenizer, default_name);
     if src.is_dir() {
@@ -457,6 +477,7 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         }
         scheduler = read_json(&src.join("scheduler/scheduler_config.json"))?;
         check_configs(&components, &scheduler)?;
+        check_taesd(opts, taesd_config.as_ref(), &components)?;
         for c in ["text_encoder", "unet", "vae"] {
             let dir = src.join(c);
             for path in super::safetensors::model_files(&dir)? {
@@ -483,15 +504,14 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
             println!("single-file checkpoint: {} EMA tensors (model_ema.*) ignored: the model's own weights are converted", single.ema);
         }
         check_configs(&single.configs, &single.scheduler)?;
+        check_taesd(opts, taesd_config.as_ref(), &single.configs)?;
         job.write(&file, &single.items)?;
         components = single.configs;
         scheduler = single.scheduler;
         tokenizer = tokenizer_info(None, &components["text_encoder"]);
         default_name = src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     }
-    if let Some(dir) = &opts.taesd {
-        let config = read_json(&dir.join("config.json"))?;
-        crate::model::taesd::TaesdConfig::from_json(&config.to_string())?;
+    if let (Some(dir), Some(config)) = (&opts.taesd, taesd_config) {
         components.insert("taesd".into(), config);
         for path in super::safetensors::model_files(dir)? {
             let file = SourceFile::read(&path)?;

@@ -164,6 +164,11 @@ impl<'a> WeightLoader<'a> {
         Ok(norm)
     }
 
+    /// The shape of the source's tensor `name`, if it has one (for widths a config does not give).
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.source.shape(name)
+    }
+
     /// Whether the source holds tensor `name` (to choose between alternative checkpoint layouts).
     pub fn has(&self, name: &str) -> bool {
         self.source.shape(name).is_some()

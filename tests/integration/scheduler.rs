@@ -56,7 +56,7 @@ macro_rules! trace_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { replay(stringify!($name)); } )* };
 }
 
-trace_tests!(ddim, ddim_eta, ddim_trailing_vpred, euler, euler_leading, euler_vpred_trailing, euler_ancestral, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, lms, sd_turbo);
+trace_tests!(ddim, ddim_eta, ddim_trailing_vpred, euler, euler_leading, euler_vpred_trailing, euler_ancestral, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, lms, sd_turbo, ddim_clip, lcm_clip);
 
 /// Every sampler × timestep_spacing × step count (1..=50 and up to 500) lays out the same
 /// timesteps as diffusers' `set_timesteps` (`make_scheduler_fixtures.py`, timesteps.json).

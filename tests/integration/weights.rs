@@ -773,3 +773,18 @@ fn single_file_variants_convert_like_the_plain_file() {
     let err = convert::convert(&sdxl, &TempDir::new("sdxl-out").0, &opts).err().expect("SDXL refused");
     assert!(matches!(err, Error::UnsupportedConfig(_)) && err.to_string().contains("SDXL"), "{err}");
 }
+
+/// A TAESD of another latent space (TAEF2: 32 channels) is refused for an SD model (4), by name,
+/// before any shard is written.
+#[test]
+fn taesd_of_another_latent_space_is_refused() {
+    let dir = TempDir::new("taef2-for-sd");
+    let taef2 = fixtures().join("../../www/models/taef2");
+    let opts = ConvertOptions { taesd: Some(taef2), ..Default::default() };
+    let err = match convert::convert(&fixtures().join("sd1"), &dir.0, &opts) {
+        Ok(_) => panic!("a 32-channel TAESD was accepted for a 4-channel VAE"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("32 latent channels") && err.contains("VAE on 4"), "{err}");
+    assert_eq!(std::fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0), 0, "nothing written");
+}

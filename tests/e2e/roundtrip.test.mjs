@@ -1,0 +1,48 @@
+// bench.html's GPU check with real weights, in the browser on WebGPU (SwiftShader here): TAEF2
+// round-trips the astronaut photo at 256² to ≥ 29 dB PSNR, random latents stay far below, and the
+// figure agrees with `websd roundtrip` natively on the same weights and photo.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, startSite, launchBrowser, websd, screenshot } from './harness.mjs';
+
+test('TAEF2 round-trips a photo on WebGPU at 256² as it does natively', { timeout: 900_000 }, async () => {
+  const site = await startSite();
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const log = [];
+    page.on('pageerror', (e) => log.push(e.message));
+    await page.goto(new URL('bench.html', site.url).href);
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    await page.selectOption('#check-size', '256');
+    const started = Date.now();
+    await page.click('#check-run');
+    await page.waitForSelector('body[data-check]', { timeout: 840_000 });
+    const status = await page.textContent('#check-status');
+    assert.equal(await page.getAttribute('body', 'data-check'), 'passed', `${status}\n${await page.textContent('#error')}\n${log.join('\n')}`);
+    const db = (id) => Number(/([\d.]+) dB/.exec(id)[1]);
+    const browserDb = db(await page.textContent('#check-round-trip-caption'));
+    const randomDb = db(await page.textContent('#check-random-caption'));
+    console.log(`browser: round trip ${browserDb} dB, random ${randomDb} dB, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    assert.ok(browserDb >= 29, `round trip ${browserDb} dB`);
+    assert.ok(randomDb < 15, `random latents ${randomDb} dB`);
+    for (const id of ['#check-input', '#check-round-trip', '#check-random']) {
+      const size = await page.$eval(id, (img) => [img.naturalWidth, img.naturalHeight]);
+      assert.deepEqual(size, [256, 256], `${id} size`);
+    }
+    await screenshot(page, 'roundtrip');
+
+    // The same network natively (flex): the two figures agree to rounding.
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'websd-roundtrip-'));
+    const native = websd('roundtrip', path.join(ROOT, 'www/models/taef2'), '--image', path.join(ROOT, 'www/models/taef2/astronaut.png'),
+      '--size', '256', '--device', 'flex', '--out', out);
+    const nativeDb = Number(/round trip ([\d.]+) dB/.exec(native)[1]);
+    assert.ok(Math.abs(nativeDb - browserDb) < 0.1, `native ${nativeDb} dB vs browser ${browserDb} dB`);
+  } finally {
+    await browser.close();
+    site.close();
+  }
+});

@@ -3,6 +3,12 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(command) = args.first() {
+        if let Err(message) = flags::check(command, &args[1..]) {
+            eprintln!("error: {message}\n{}", cli::USAGE);
+            std::process::exit(2);
+        }
+    }
     let result = match args.first().map(String::as_str) {
         Some("probe") => cli::probe(&args[1..]),
         Some("gpu-info") => cli::gpu_info(),
@@ -27,6 +33,76 @@ fn main() {
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
+
+/// Every subcommand's flags, checked before it runs: a misspelled or unknown flag (`--step 4`)
+/// is an error that names the nearest real one, never a silent default.
+#[cfg(not(target_arch = "wasm32"))]
+mod flags {
+    /// (command, flags that take a value, switches, how many bare arguments it takes)
+    const COMMANDS: &[(&str, &[&str], &[&str], usize)] = &[
+        ("probe", &["--device"], &[], 0),
+        ("gpu-info", &[], &[], 0),
+        ("parity", &["--device", "--dtype"], &[], 1),
+        ("memory", &["--model", "--size", "--dtype", "--batch"], &[], 0),
+        (
+            "generate",
+            &["--model", "--prompt", "--negative", "--steps", "--guidance", "--seed", "--width", "--height", "--scheduler", "--batch", "--clip-skip", "--init", "--strength", "--device", "--dtype", "--out"],
+            &["--taesd", "--cpu"],
+            1,
+        ),
+        ("noise", &["--seed", "--stream", "--count"], &[], 0),
+        ("sizes", &["--model"], &[], 0),
+        ("convert", &["--out", "--quant", "--text-encoder-quant", "--vae", "--taesd", "--name", "--configs"], &["--q4-min"], 1),
+        ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps"], &[], 0),
+        ("roundtrip", &["--image", "--size", "--device", "--seed", "--out"], &[], 1),
+    ];
+
+    /// Checks `args` (after the command) against the command's flags. Unknown commands pass: the
+    /// dispatcher prints the usage for them.
+    pub fn check(command: &str, args: &[String]) -> Result<(), String> {
+        let Some(&(_, values, switches, bare)) = COMMANDS.iter().find(|c| c.0 == command) else { return Ok(()) };
+        let (mut i, mut bare_seen) = (0, 0);
+        while i < args.len() {
+            let a = args[i].as_str();
+            if values.contains(&a) {
+                if i + 1 >= args.len() {
+                    return Err(format!("{a} needs a value"));
+                }
+                i += 2;
+                continue;
+            }
+            if a.starts_with("--") && !switches.contains(&a) {
+                let nearest = values.iter().chain(switches).min_by_key(|f| edit_distance(a, f)).filter(|f| edit_distance(a, f) <= 2);
+                let hint = nearest.map(|f| format!(" (did you mean {f}?)")).unwrap_or_default();
+                return Err(format!("unknown option {a} for `websd {command}`{hint}"));
+            }
+            if !a.starts_with("--") {
+                bare_seen += 1;
+                if bare_seen > bare {
+                    return Err(format!("unexpected argument {a:?} for `websd {command}`"));
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Levenshtein distance (flags are short: the quadratic table is nothing).
+    fn edit_distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, &cb) in b.iter().enumerate() {
+                let next = (previous + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+                previous = row[j + 1];
+                row[j + 1] = next;
+            }
+        }
+        row[b.len()]
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {

@@ -1,6 +1,7 @@
 //! websd's native integration tests: one test binary (one link of burn), a module per area.
 
 mod bench;
+mod cli;
 mod clip;
 mod common;
 mod configs;

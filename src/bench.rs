@@ -335,6 +335,13 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
             taesd: None,
             scheduler_config: SchedulerConfig::default(),
             default_scheduler: SchedulerKind::Euler,
+            suggested: crate::suggested::Suggested {
+                scheduler: SchedulerKind::Euler,
+                steps,
+                guidance_scale: if cfg { 7.5 } else { 0.0 },
+                width: opts.size,
+                height: opts.size,
+            },
             pad_token: pad,
             device: device.clone(),
             dtype: dt,

@@ -22,6 +22,7 @@ pub mod roundtrip;
 pub mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sizes;
+pub mod suggested;
 pub mod tokenizer;
 pub mod weights;
 

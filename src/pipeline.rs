@@ -23,6 +23,8 @@ pub struct StableDiffusion {
     pub scheduler_config: SchedulerConfig,
     /// The sampler the model's scheduler_config.json names (when we have it).
     pub default_scheduler: SchedulerKind,
+    /// The settings this model is meant to run with (its sampler, steps, guidance, size).
+    pub suggested: crate::suggested::Suggested,
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
     pub device: Device,
@@ -237,16 +239,19 @@ impl StableDiffusion {
         let scheduler_config = SchedulerConfig::from_json(&read(dir.join("scheduler/scheduler_config.json"))?)?;
         let text_config = crate::config_json::parse_value(&read(dir.join("text_encoder/config.json"))?, "text encoder config")?;
         let taesd_dir = dir.join("taesd");
+        let suggested = crate::suggested::Suggested::infer(
+            &crate::model::config::UNetConfig::from_json(&read(dir.join("unet/config.json"))?)?,
+            &crate::model::config::VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
+            &scheduler_config,
+            &Default::default(),
+        );
         Ok(Self {
             text_encoder: ClipTextModel::from_dir(dir.join("text_encoder"), device)?,
             unet: UNet2DConditionModel::from_dir(dir.join("unet"), device)?,
             vae: AutoencoderKL::from_dir(dir.join("vae"), device)?,
             taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
-            default_scheduler: scheduler_config
-                .class_name
-                .as_deref()
-                .and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas))
-                .unwrap_or(SchedulerKind::Euler),
+            default_scheduler: suggested.scheduler,
+            suggested,
             pad_token: pad_token(dir, &text_config),
             scheduler_config,
             device: device.clone(),
@@ -286,23 +291,22 @@ impl StableDiffusion {
         };
         let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
         let text_encoder = ClipTextModel::load(&ClipConfig::from_json(&config("text_encoder")?)?, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
-        let unet = UNet2DConditionModel::load(&UNetConfig::from_json(&config("unet")?)?, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
-        let vae = AutoencoderKL::load(&VaeConfig::from_json(&config("vae")?)?, &mut WeightLoader::new(&mut source("vae")?, device))?;
+        let (unet_config, vae_config) = (UNetConfig::from_json(&config("unet")?)?, VaeConfig::from_json(&config("vae")?)?);
+        let unet = UNet2DConditionModel::load(&unet_config, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
+        let vae = AutoencoderKL::load(&vae_config, &mut WeightLoader::new(&mut source("vae")?, device))?;
         let taesd = match manifest.components.get("taesd") {
             Some(c) => Some(Taesd::load(&TaesdConfig::from_json(&c.to_string())?, &mut WeightLoader::new(&mut source("taesd")?, device))?),
             None => None,
         };
         let scheduler_config = SchedulerConfig::from_json(&manifest.scheduler.to_string())?;
+        let suggested = crate::suggested::Suggested::infer(&unet_config, &vae_config, &scheduler_config, &manifest.suggested);
         Ok(Self {
             text_encoder,
             unet,
             vae,
             taesd,
-            default_scheduler: scheduler_config
-                .class_name
-                .as_deref()
-                .and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas))
-                .unwrap_or(SchedulerKind::Euler),
+            default_scheduler: suggested.scheduler,
+            suggested,
             scheduler_config,
             pad_token: manifest.tokenizer.pad_token_id as i64,
             device: device.clone(),

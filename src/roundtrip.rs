@@ -32,7 +32,7 @@ pub async fn taesd_round_trip(taesd: &Taesd, photo: &RgbaImage, size: usize, see
     let decoded = taesd.decode(latents.clone());
     let round_trip = read_images(decoded, size, size).await?.remove(0);
 
-    let values: Vec<f32> = latents.into_data_async().await.map_err(|e| crate::Error::readback("the latents", e))?.convert::<f32>().to_vec().map_err(|e| crate::Error::Other(format!("{e:?}")))?;
+    let values: Vec<f32> = latents.into_data_async().await.map_err(|e| crate::Error::readback("the latents", e))?.convert::<f32>().try_to_vec().map_err(|e| crate::Error::Other(format!("{e:?}")))?;
     let n = values.len() as f64;
     let latent_mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
     let latent_std = (values.iter().map(|&v| (v as f64 - latent_mean).powi(2)).sum::<f64>() / n).sqrt();

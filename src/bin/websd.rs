@@ -52,7 +52,7 @@ mod flags {
         ),
         ("noise", &["--seed", "--stream", "--count"], &[], 0),
         ("sizes", &["--model"], &[], 0),
-        ("convert", &["--out", "--quant", "--text-encoder-quant", "--vae", "--taesd", "--name", "--configs"], &["--q4-min"], 1),
+        ("convert", &["--out", "--quant", "--text-encoder-quant", "--vae", "--taesd", "--name", "--configs", "--suggest-steps", "--suggest-guidance"], &["--q4-min"], 1),
         ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps"], &[], 0),
         ("roundtrip", &["--image", "--size", "--device", "--seed", "--out"], &[], 1),
     ];
@@ -117,16 +117,20 @@ mod cli {
                                fails when an f32 relative error exceeds 1e-4 (f16 is reported)
   memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
                                the largest GPU buffers of one generation, from the configs
-  generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps 20] [--guidance 7.5] [--seed 0]
-           [--width 512] [--height 512] [--scheduler NAME] [--batch 1] [--clip-skip 1]
+  generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps N] [--guidance G] [--seed 0]
+           [--width W] [--height H] [--scheduler NAME] [--batch 1] [--clip-skip 1]
            [--init IMAGE.png --strength 0.75] [--taesd] [--cpu] [--dtype f32|f16]
-           [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder
+           [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder;
+                              steps, guidance, size and scheduler left out are the model's own
+                              (20 / 7.5 / its sample size / its scheduler_config; LCM: 4 steps;
+                              what its manifest suggests)
   sizes [--model sd15|sd21|sd-turbo]
                                the text-to-image download under each storage choice
   noise --seed S [--stream N] [--count N]
                                the seeded Gaussian noise as JSON (the browser test compares it)
   convert SRC --out DIR [--quant f16|q8|q4] [--text-encoder-quant f16|q8|q4] [--vae f16|f32|q8]
           [--taesd DIR] [--name NAME] [--configs DIR] [--q4-min]
+          [--suggest-steps N] [--suggest-guidance G]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards
   bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
         [--warmup 1] [--only text,unet,vae,taesd,image] [--steps N]
@@ -232,6 +236,8 @@ mod cli {
                 "--name" => opts.name = Some(value()?),
                 "--configs" => opts.configs = Some(value()?.into()),
                 "--q4-min" => opts.q4_min = true,
+                "--suggest-steps" => opts.suggested.steps = Some(value()?.parse().map_err(|_| "--suggest-steps must be a whole number")?),
+                "--suggest-guidance" => opts.suggested.guidance_scale = Some(value()?.parse().map_err(|_| "--suggest-guidance must be a number")?),
                 s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
                 s if src.is_none() => src = Some(std::path::PathBuf::from(s)),
                 s => return Err(format!("unexpected argument {s}\n{USAGE}")),
@@ -259,21 +265,6 @@ mod cli {
         if !model.is_dir() {
             return Err(format!("{}: no such model folder (a converted model with manifest.json, or a diffusers folder)", model.display()));
         }
-        let num = |flag: &str, default: &str| -> Result<f64, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
-        let settings = Settings {
-            prompt: opt(args, "--prompt", "").to_string(),
-            negative_prompt: opt(args, "--negative", "").to_string(),
-            steps: num("--steps", "20")? as usize,
-            guidance_scale: num("--guidance", "7.5")?,
-            seed: opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?,
-            width: num("--width", "512")? as usize,
-            height: num("--height", "512")? as usize,
-            scheduler: opt(args, "--scheduler", "").to_string(),
-            batch_count: num("--batch", "1")? as usize,
-            clip_skip: num("--clip-skip", "1")? as usize,
-            strength: num("--strength", "0.75")?,
-            fast_decode: args.iter().any(|a| a == "--taesd"),
-        };
         // The GPU by default (wgpu: Vulkan/Metal/DX12); `--cpu` for burn's CPU backend.
         let device = if args.iter().any(|a| a == "--cpu") {
             Device::flex()
@@ -306,6 +297,28 @@ mod cli {
             sd
         };
         eprintln!("loaded {} in {:.1} s", model.display(), started.elapsed().as_secs_f64());
+        // Flags left out take the model's suggestion (its steps, guidance and size: src/suggested.rs).
+        let num = |flag: &str, suggested: f64| -> Result<f64, String> {
+            match args.iter().position(|a| a == flag) {
+                Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} must be a number")),
+                None => Ok(suggested),
+            }
+        };
+        let suggested = &sd.suggested;
+        let settings = Settings {
+            prompt: opt(args, "--prompt", "").to_string(),
+            negative_prompt: opt(args, "--negative", "").to_string(),
+            steps: num("--steps", suggested.steps as f64)? as usize,
+            guidance_scale: num("--guidance", suggested.guidance_scale)?,
+            seed: opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?,
+            width: num("--width", suggested.width as f64)? as usize,
+            height: num("--height", suggested.height as f64)? as usize,
+            scheduler: opt(args, "--scheduler", "").to_string(),
+            batch_count: num("--batch", 1.0)? as usize,
+            clip_skip: num("--clip-skip", 1.0)? as usize,
+            strength: num("--strength", 0.75)?,
+            fast_decode: args.iter().any(|a| a == "--taesd"),
+        };
         let init = match args.iter().position(|a| a == "--init") {
             Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
             None => None,

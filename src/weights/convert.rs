@@ -75,6 +75,8 @@ pub struct ConvertOptions {
     /// SD 1.5 / SD 2.1 ones (non-standard sizes, fixtures, v-prediction choices).
     pub configs: Option<PathBuf>,
     pub shard_bytes: usize,
+    /// Steps and guidance the configs do not imply (SD-Turbo: 1 step, guidance 0).
+    pub suggested: crate::suggested::Hints,
 }
 
 impl Default for ConvertOptions {
@@ -89,6 +91,7 @@ impl Default for ConvertOptions {
             q4_min: false,
             configs: None,
             shard_bytes: SHARD_BYTES,
+            suggested: Default::default(),
         }
     }
 }
@@ -458,6 +461,7 @@ fn check_taesd(opts: &ConvertOptions, config: Option<&Value>, components: &BTree
 
 /// Converts `src` (a diffusers folder or a `.safetensors` single file) into `out`.
 pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    opts.suggested.check().map_err(Error::Other)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut job = Job {
         opts,
@@ -529,6 +533,7 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         tokenizer,
         tensors: job.tensors,
         shards: job.writer.shards,
+        suggested: opts.suggested.clone(),
     };
     manifest.validate()?;
     let path = out.join("manifest.json");

@@ -187,6 +187,9 @@ pub struct Manifest {
     pub tokenizer: TokenizerInfo,
     pub tensors: Vec<TensorEntry>,
     pub shards: Vec<ShardEntry>,
+    /// Settings the model's maker suggests over what its configs imply (optional).
+    #[serde(default, skip_serializing_if = "crate::suggested::Hints::is_empty")]
+    pub suggested: crate::suggested::Hints,
 }
 
 // The wire form: dtype and numbers read loosely, then checked into a `Manifest`.
@@ -200,6 +203,8 @@ struct RawManifest {
     tokenizer: TokenizerInfo,
     tensors: Vec<RawTensor>,
     shards: Vec<ShardEntry>,
+    #[serde(default)]
+    suggested: crate::suggested::Hints,
 }
 
 #[derive(Deserialize)]
@@ -267,7 +272,9 @@ impl Manifest {
             tokenizer: raw.tokenizer,
             tensors,
             shards: raw.shards,
+            suggested: raw.suggested,
         };
+        manifest.suggested.check().map_err(WeightsError::Malformed)?;
         manifest.validate()?;
         Ok(manifest)
     }

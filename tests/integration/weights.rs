@@ -788,3 +788,35 @@ fn taesd_of_another_latent_space_is_refused() {
     assert!(err.contains("32 latent channels") && err.contains("VAE on 4"), "{err}");
     assert_eq!(std::fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0), 0, "nothing written");
 }
+
+/// `websd convert --suggest-steps/--suggest-guidance` (SD-Turbo's 1 step without guidance, which
+/// no config says) lands in the manifest and in the loaded model's suggestion; a manifest with a
+/// suggestion no generation could use is refused by the parser.
+#[test]
+fn suggested_settings_travel_in_the_manifest() {
+    let dir = TempDir::new("suggested");
+    let opts = ConvertOptions { suggested: websd::suggested::Hints { steps: Some(1), guidance_scale: Some(0.0) }, ..Default::default() };
+    let converted = match convert::convert(&fixtures().join("sd1"), &dir.0, &opts) {
+        Ok(c) => c,
+        Err(e) => panic!("convert: {e}"),
+    };
+    let text = std::fs::read_to_string(dir.0.join("manifest.json")).unwrap();
+    let manifest = Manifest::parse(text.as_bytes()).unwrap();
+    assert_eq!(manifest.suggested, converted.manifest.suggested);
+    let unet = websd::model::config::UNetConfig::from_json(&manifest.components["unet"].to_string()).unwrap();
+    let vae = websd::model::config::VaeConfig::from_json(&manifest.components["vae"].to_string()).unwrap();
+    let scheduler = websd::scheduler::SchedulerConfig::from_json(&manifest.scheduler.to_string()).unwrap();
+    let s = websd::suggested::Suggested::infer(&unet, &vae, &scheduler, &manifest.suggested);
+    assert_eq!((s.steps, s.guidance_scale), (1, 0.0));
+    let side = unet.other["sample_size"].as_u64().unwrap() as usize * 8;
+    assert_eq!((s.width, s.height), (side, side), "the UNet's sample size × the VAE's 8");
+
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["suggested"], serde_json::json!({"steps": 1, "guidance_scale": 0.0}), "as written");
+    value["suggested"]["steps"] = 0.into();
+    let bad = value.to_string();
+    let err = Manifest::parse(bad.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("suggested steps 0"), "{err}");
+    // Without hints nothing is written: older manifests and readers are unchanged.
+    assert!(!Manifest::parse(std::fs::read(fixtures().join("../../www/models/tiny-sd1/manifest.json")).unwrap().as_slice()).unwrap().to_json().contains("suggested"));
+}

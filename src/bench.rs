@@ -334,7 +334,6 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
             vae,
             taesd: None,
             scheduler_config: SchedulerConfig::default(),
-            default_scheduler: SchedulerKind::Euler,
             suggested: crate::suggested::Suggested {
                 scheduler: SchedulerKind::Euler,
                 steps,

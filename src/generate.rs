@@ -77,7 +77,7 @@ impl StableDiffusion {
 
     /// The request for `settings`, with an optional input image (RGBA8, width×height).
     pub fn request(&self, s: &Settings, init_image: Option<&RgbaImage>) -> Result<Request> {
-        let scheduler = if s.scheduler.is_empty() || s.scheduler == "default" { self.default_scheduler } else { SchedulerKind::parse(&s.scheduler)? };
+        let scheduler = if s.scheduler.is_empty() || s.scheduler == "default" { self.suggested.scheduler } else { SchedulerKind::parse(&s.scheduler)? };
         let init_image = match init_image {
             Some(img) => {
                 if (img.width, img.height) != (s.width, s.height) {

@@ -21,9 +21,8 @@ pub struct StableDiffusion {
     pub vae: AutoencoderKL,
     pub taesd: Option<Taesd>,
     pub scheduler_config: SchedulerConfig,
-    /// The sampler the model's scheduler_config.json names (when we have it).
-    pub default_scheduler: SchedulerKind,
-    /// The settings this model is meant to run with (its sampler, steps, guidance, size).
+    /// The settings this model is meant to run with: the sampler its scheduler_config.json names,
+    /// steps, guidance, size.
     pub suggested: crate::suggested::Suggested,
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
@@ -250,7 +249,6 @@ impl StableDiffusion {
             unet: UNet2DConditionModel::from_dir(dir.join("unet"), device)?,
             vae: AutoencoderKL::from_dir(dir.join("vae"), device)?,
             taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
-            default_scheduler: suggested.scheduler,
             suggested,
             pad_token: pad_token(dir, &text_config),
             scheduler_config,
@@ -305,7 +303,6 @@ impl StableDiffusion {
             unet,
             vae,
             taesd,
-            default_scheduler: suggested.scheduler,
             suggested,
             scheduler_config,
             pad_token: manifest.tokenizer.pad_token_id as i64,

@@ -150,7 +150,7 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
     set(&info, "name", manifest.name.as_str());
     set(&info, "dtype", if shader_f16 { "f16" } else { "f32" });
     set(&info, "taesd", sd.taesd.is_some());
-    set(&info, "default_scheduler", sd.default_scheduler.name());
+    set(&info, "default_scheduler", sd.suggested.scheduler.name());
     set(&info, "suggested", serde_wasm_bindgen::to_value(&sd.suggested).map_err(js_error)?);
     MODEL.with(|m| *m.borrow_mut() = Some(Loaded { sd: Rc::new(sd), name: manifest.name.clone(), configs: Rc::new(configs) }));
     Ok(info.into())

@@ -6,16 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, startSite, launchBrowser, websd, screenshot } from './harness.mjs';
+import { ROOT, startSite, launchBrowser, openPage, websd, screenshot } from './harness.mjs';
 
 test('TAEF2 round-trips a photo on WebGPU at 256² as it does natively', { timeout: 900_000 }, async () => {
   const site = await startSite();
   const browser = await launchBrowser();
   try {
-    const page = await browser.newPage();
-    const log = [];
-    page.on('pageerror', (e) => log.push(e.message));
-    await page.goto(new URL('bench.html', site.url).href);
+    const { page, log } = await openPage(browser, new URL('bench.html', site.url).href);
     await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
     await page.selectOption('#check-size', '256');
     const started = Date.now();

@@ -44,7 +44,7 @@ impl Model {
             "sd21" => (UNetConfig::sd21(), ClipConfig::sd2(), 0, false, SD21_UNET),
             // SD-Turbo has SD 2.1's architecture.
             "sd-turbo" => (UNetConfig::sd21(), ClipConfig::sd2(), 0, true, SD21_UNET),
-            other => return Err(Error::Other(format!("unknown model {other:?}: sd15, sd21, sd-turbo or a converted model's folder"))),
+            other => return Err(Error::InvalidRequest(format!("unknown model {other:?}: sd15, sd21, sd-turbo or a converted model's folder"))),
         };
         Ok(Self { name: name.into(), unet, text, vae: VaeConfig::sd(), taesd: TaesdConfig::sd(), pad, turbo, unet_flops: Some(flops), sd_decoders: true })
     }
@@ -102,7 +102,7 @@ impl Part {
                 "vae" => Ok(Self::Vae),
                 "taesd" => Ok(Self::Taesd),
                 "image" => Ok(Self::Image),
-                other => Err(Error::Other(format!("unknown bench part {other:?}: text, unet, vae, taesd, image"))),
+                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image"))),
             })
             .collect()
     }
@@ -254,10 +254,10 @@ fn ready<'a>(value: Result<Tensor<4>>) -> Run<'a> {
 /// browser's page shows them one by one).
 pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row: impl FnMut(&Row)) -> Result<Report> {
     if opts.size == 0 || opts.size % 8 != 0 {
-        return Err(Error::Other(format!("--size must be a positive multiple of 8, not {}", opts.size)));
+        return Err(Error::InvalidRequest(format!("--size must be a positive multiple of 8, not {}", opts.size)));
     }
     if opts.runs == 0 {
-        return Err(Error::Other("--runs must be at least 1".into()));
+        return Err(Error::InvalidRequest("--runs must be at least 1".into()));
     }
     let model = &opts.model;
     let latent = opts.size / 8;
@@ -341,6 +341,8 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
                 width: opts.size,
                 height: opts.size,
             },
+            configs: crate::pipeline::Configs { unet: model.unet.clone(), vae: model.vae.clone(), text_encoder: model.text.clone() },
+            buffer_limit: None,
             pad_token: pad,
             device: device.clone(),
             dtype: dt,

@@ -38,6 +38,14 @@ pub enum Error {
     /// The user cancelled the generation.
     #[error("cancelled")]
     Cancelled,
+    /// A request that cannot run as asked: its size, steps, strength, sampler or batch, or a size
+    /// whose buffers exceed what the GPU allows. Says what to change.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Input that cannot be used as given: an image that cannot be decoded or has the wrong size,
+    /// token ids outside the vocabulary.
+    #[error("{0}")]
+    InvalidInput(String),
     /// A converted model's manifest or shards are wrong (names the tensor or shard).
     #[error(transparent)]
     Weights(crate::weights::manifest::WeightsError),
@@ -55,6 +63,29 @@ impl Error {
         // The innermost cause is the last line that is not about backtraces.
         let cause = detail.lines().map(str::trim).filter(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace")).last().unwrap_or("");
         Error::GpuLost(format!("reading {what} back failed: {cause}"))
+    }
+
+    /// A stable name for the kind of failure, for code that must decide by it rather than by the
+    /// message: the wasm API gives it to JavaScript as the error's `name` (www/worker.js restarts
+    /// the worker on `GpuLost`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::MissingTensor(_)
+            | Error::ShapeMismatch { .. }
+            | Error::UnexpectedTensors(_)
+            | Error::UnsupportedDtype { .. }
+            | Error::Safetensors { .. }
+            | Error::Weights(_) => "BadWeights",
+            Error::UnsupportedConfig(_) => "UnsupportedConfig",
+            Error::Json { .. } => "BadConfig",
+            Error::Io { .. } => "Io",
+            Error::BadImage(_) => "BadImage",
+            Error::GpuLost(_) => "GpuLost",
+            Error::Cancelled => "Cancelled",
+            Error::InvalidRequest(_) => "InvalidRequest",
+            Error::InvalidInput(_) => "InvalidInput",
+            Error::Other(_) => "Error",
+        }
     }
 
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {

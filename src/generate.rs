@@ -81,7 +81,7 @@ impl StableDiffusion {
         let init_image = match init_image {
             Some(img) => {
                 if (img.width, img.height) != (s.width, s.height) {
-                    return Err(Error::Other(format!("the input image is {}×{}; resize it to {}×{}", img.width, img.height, s.width, s.height)));
+                    return Err(Error::InvalidInput(format!("the input image is {}×{}; resize it to {}×{}", img.width, img.height, s.width, s.height)));
                 }
                 Some(rgba_to_tensor(img, &self.device))
             }

@@ -31,6 +31,11 @@ impl GpuInfo {
             max_buffer_size: limits.max_buffer_size,
         }
     }
+
+    /// The largest buffer one tensor may take on this GPU (see `StableDiffusion::buffer_limit`).
+    pub fn buffer_limit(&self) -> u64 {
+        self.max_storage_buffer_binding_size.min(self.max_buffer_size)
+    }
 }
 
 /// Opens the default GPU (on wasm, the page's WebGPU adapter).

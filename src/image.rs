@@ -70,7 +70,7 @@ pub fn encode_png(image: &RgbaImage, parameters: &str) -> Result<Vec<u8>> {
 
 /// Decodes a PNG file into RGBA8 (RGB, grey and palette images get an opaque alpha).
 pub fn decode_png(what: &str, bytes: &[u8]) -> Result<RgbaImage> {
-    let bad = |e: &dyn std::fmt::Display| Error::Other(format!("{what}: not a PNG image websd can read ({e})"));
+    let bad = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("{what}: not a PNG image websd can read ({e})"));
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8() | png::Transformations::ALPHA);
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
@@ -89,7 +89,7 @@ pub fn decode_png(what: &str, bytes: &[u8]) -> Result<RgbaImage> {
 pub fn centre_square_resized(image: &RgbaImage, size: usize) -> Result<RgbaImage> {
     let side = image.width.min(image.height);
     if size == 0 || side == 0 {
-        return Err(Error::Other(format!("a {}×{} image cannot be resized to {size}×{size}", image.width, image.height)));
+        return Err(Error::InvalidInput(format!("a {}×{} image cannot be resized to {size}×{size}", image.width, image.height)));
     }
     let (x0, y0) = ((image.width - side) / 2, (image.height - side) / 2);
     let mut pixels = Vec::with_capacity(side * side * 4);

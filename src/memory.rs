@@ -85,7 +85,7 @@ pub fn check_fits(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, width: 
     let buffers = largest_buffers(unet, vae, clip, side, batch, bytes_per)?;
     match buffers.iter().find(|b| b.bytes > limit) {
         None => Ok(()),
-        Some(b) => Err(crate::Error::Other(format!(
+        Some(b) => Err(crate::Error::InvalidRequest(format!(
             "{width}×{height} with batch {batch} is too large for this GPU: it allows buffers of up to {} MiB, and {} would take {} MiB. Choose a smaller size or batch.",
             limit >> 20,
             b.what,

@@ -8,7 +8,8 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 
 use crate::error::{Error, Result};
-use crate::model::clip::ClipTextModel;
+use crate::model::clip::{ClipConfig, ClipTextModel};
+use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::taesd::Taesd;
 use crate::model::unet::UNet2DConditionModel;
 use crate::model::vae::AutoencoderKL;
@@ -24,12 +25,26 @@ pub struct StableDiffusion {
     /// The settings this model is meant to run with: the sampler its scheduler_config.json names,
     /// steps, guidance, size.
     pub suggested: crate::suggested::Suggested,
+    /// The configs the networks were built from: they size a generation's buffers.
+    pub configs: Configs,
+    /// The largest buffer the device allows (its storage-binding limit; WebGPU's default is
+    /// 128 MiB), or None (the CPU): a request whose buffers would not fit is refused before
+    /// anything runs, with what to change.
+    pub buffer_limit: Option<u64>,
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
     pub device: Device,
     /// The UNet's and text encoder's parameter dtype (f16 where the device has shader-f16).
     /// The VAE always runs in f32: SD's VAE overflows f16 (diffusers' `force_upcast`).
     pub dtype: FloatDType,
+}
+
+/// The configs of a model's networks.
+#[derive(Debug, Clone)]
+pub struct Configs {
+    pub unet: UNetConfig,
+    pub vae: VaeConfig,
+    pub text_encoder: ClipConfig,
 }
 
 /// Which decoder turns latents into pixels.
@@ -134,16 +149,22 @@ impl StableDiffusion {
         Fut: Future<Output = bool>,
     {
         if req.width % 8 != 0 || req.height % 8 != 0 || req.width == 0 || req.height == 0 {
-            return Err(Error::Other(format!("width and height must be positive multiples of 8, not {}×{}", req.width, req.height)));
+            return Err(Error::InvalidRequest(format!("width and height must be positive multiples of 8, not {}×{}", req.width, req.height)));
         }
         if req.batch == 0 || req.prompt.is_empty() {
-            return Err(Error::Other("nothing to generate: empty batch or prompt".into()));
+            return Err(Error::InvalidRequest("nothing to generate: empty batch or prompt".into()));
+        }
+        let cfg = self.uses_cfg(req.guidance);
+        if let Some(limit) = self.buffer_limit {
+            let copies = if cfg { 2 } else { 1 };
+            let bytes_per = if self.dtype == FloatDType::F16 { 2 } else { 4 };
+            let Configs { unet, vae, text_encoder } = &self.configs;
+            crate::memory::check_fits(unet, vae, text_encoder, req.width, req.height, (req.batch * copies) as u64, bytes_per, limit)?;
         }
         let device = self.device.clone();
         let b = req.batch;
         let (h, w) = (req.height / 8, req.width / 8);
         let lcm_guidance = self.unet.guidance_embedding_dim;
-        let cfg = req.guidance > 1.0 && lcm_guidance.is_none();
 
         // Conditioning: prompt and negative prompt padded to the same number of chunks.
         let chunks = req.prompt.len().max(if cfg { req.negative_prompt.len() } else { 0 });
@@ -167,11 +188,11 @@ impl StableDiffusion {
             None => (0, noise.noise(STREAM_LATENTS, b, [4, h, w], &device)? * scheduler.init_noise_sigma()),
             Some(image) => {
                 if !(0.0..=1.0).contains(&req.strength) {
-                    return Err(Error::Other(format!("strength must be in 0..=1, not {}", req.strength)));
+                    return Err(Error::InvalidRequest(format!("strength must be in 0..=1, not {}", req.strength)));
                 }
                 let [_, _, ih, iw] = image.dims();
                 if (ih, iw) != (req.height, req.width) {
-                    return Err(Error::Other(format!("the input image is {iw}×{ih}, the request {}×{}", req.width, req.height)));
+                    return Err(Error::InvalidInput(format!("the input image is {iw}×{ih}, the request {}×{}", req.width, req.height)));
                 }
                 let (mean, logvar) = self.vae.encode(image.clone());
                 let sample_noise = noise.noise(STREAM_ENCODER, 1, [4, h, w], &device)?;
@@ -179,7 +200,7 @@ impl StableDiffusion {
                 let init_steps = ((req.steps as f64 * req.strength) as usize).min(req.steps);
                 let start = n - init_steps.min(n);
                 if start >= n {
-                    return Err(Error::Other("strength too low: no steps left to run".into()));
+                    return Err(Error::InvalidRequest("strength too low: no steps left to run".into()));
                 }
                 let noise = noise.noise(STREAM_IMG2IMG, b, [4, h, w], &device)?;
                 (start, scheduler.add_noise(encoded.repeat_dim(0, b), noise, start))
@@ -211,6 +232,12 @@ impl StableDiffusion {
         Ok(self.decode(latents, req.decoder))
     }
 
+    /// Whether a generation at `guidance` runs classifier-free guidance (the UNet twice per step):
+    /// above 1, unless the UNet embeds the guidance itself (LCM-distilled).
+    pub fn uses_cfg(&self, guidance: f64) -> bool {
+        guidance > 1.0 && self.unet.guidance_embedding_dim.is_none()
+    }
+
     /// Latents → images [B, 3, H, W]; the VAE decodes one image at a time, in tiles when its
     /// largest activation would exceed WebGPU's default 128 MiB storage binding.
     pub fn decode(&self, latents: Tensor<4>, decoder: Decoder) -> Tensor<4> {
@@ -235,21 +262,25 @@ impl StableDiffusion {
     pub fn from_diffusers_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e));
+        use crate::weights::{SafetensorsSource, WeightLoader};
         let scheduler_config = SchedulerConfig::from_json(&read(dir.join("scheduler/scheduler_config.json"))?)?;
         let text_config = crate::config_json::parse_value(&read(dir.join("text_encoder/config.json"))?, "text encoder config")?;
+        let configs = Configs {
+            unet: UNetConfig::from_json(&read(dir.join("unet/config.json"))?)?,
+            vae: VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
+            text_encoder: ClipConfig::from_json(&read(dir.join("text_encoder/config.json"))?)?,
+        };
         let taesd_dir = dir.join("taesd");
-        let suggested = crate::suggested::Suggested::infer(
-            &crate::model::config::UNetConfig::from_json(&read(dir.join("unet/config.json"))?)?,
-            &crate::model::config::VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
-            &scheduler_config,
-            &Default::default(),
-        );
+        let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &Default::default());
+        let weights = |name: &str| SafetensorsSource::from_dir(dir.join(name));
         Ok(Self {
-            text_encoder: ClipTextModel::from_dir(dir.join("text_encoder"), device)?,
-            unet: UNet2DConditionModel::from_dir(dir.join("unet"), device)?,
-            vae: AutoencoderKL::from_dir(dir.join("vae"), device)?,
+            text_encoder: ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut weights("text_encoder")?, device))?,
+            unet: UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut weights("unet")?, device))?,
+            vae: AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut weights("vae")?, device))?,
             taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
             suggested,
+            configs,
+            buffer_limit: None,
             pad_token: pad_token(dir, &text_config),
             scheduler_config,
             device: device.clone(),
@@ -282,28 +313,34 @@ impl StableDiffusion {
         device: &Device,
         dtype: FloatDType,
     ) -> Result<Self> {
-        use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}, taesd::TaesdConfig};
+        use crate::model::taesd::TaesdConfig;
         use crate::weights::WeightLoader;
         let config = |name: &str| {
             manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")))
         };
         let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
-        let text_encoder = ClipTextModel::load(&ClipConfig::from_json(&config("text_encoder")?)?, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
-        let (unet_config, vae_config) = (UNetConfig::from_json(&config("unet")?)?, VaeConfig::from_json(&config("vae")?)?);
-        let unet = UNet2DConditionModel::load(&unet_config, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
-        let vae = AutoencoderKL::load(&vae_config, &mut WeightLoader::new(&mut source("vae")?, device))?;
+        let configs = Configs {
+            unet: UNetConfig::from_json(&config("unet")?)?,
+            vae: VaeConfig::from_json(&config("vae")?)?,
+            text_encoder: ClipConfig::from_json(&config("text_encoder")?)?,
+        };
+        let text_encoder = ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
+        let unet = UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
+        let vae = AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut source("vae")?, device))?;
         let taesd = match manifest.components.get("taesd") {
             Some(c) => Some(Taesd::load(&TaesdConfig::from_json(&c.to_string())?, &mut WeightLoader::new(&mut source("taesd")?, device))?),
             None => None,
         };
         let scheduler_config = SchedulerConfig::from_json(&manifest.scheduler.to_string())?;
-        let suggested = crate::suggested::Suggested::infer(&unet_config, &vae_config, &scheduler_config, &manifest.suggested);
+        let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &manifest.suggested);
         Ok(Self {
             text_encoder,
             unet,
             vae,
             taesd,
             suggested,
+            configs,
+            buffer_limit: None,
             scheduler_config,
             pad_token: manifest.tokenizer.pad_token_id as i64,
             device: device.clone(),

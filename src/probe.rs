@@ -29,10 +29,11 @@ pub fn probe(device: &Device) -> Vec<f32> {
     probe_tensor(device).into_data().try_to_vec().expect("probe output is f32")
 }
 
-/// The probe's 12 values (wasm: reading back from WebGPU is asynchronous).
-pub async fn probe_async(device: &Device) -> Vec<f32> {
-    let data = probe_tensor(device).into_data_async().await.expect("probe readback");
-    data.try_to_vec().expect("probe output is f32")
+/// The probe's 12 values (wasm: reading back from WebGPU is asynchronous). A failed read is
+/// `GpuLost`, as for every other readback, not a panic.
+pub async fn probe_async(device: &Device) -> crate::Result<Vec<f32>> {
+    let data = probe_tensor(device).into_data_async().await.map_err(|e| crate::Error::readback("the probe", e))?;
+    data.try_to_vec().map_err(|e| crate::Error::Other(format!("the probe's output: {e:?}")))
 }
 
 #[cfg(test)]

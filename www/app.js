@@ -2,7 +2,7 @@
 // page never freezes; the page only sends requests and shows what comes back.
 import { WorkerClient } from './worker-client.js';
 import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
-import { setUpModels, selectedId, modelInfo } from './models-ui.js';
+import { setUpModels, selectedId, modelInfo, offerSuggestion } from './models-ui.js';
 import { setUpSettings, readForGenerate, applySettings } from './settings.js';
 import { addImages, renderGallery } from './gallery.js';
 import { setUpTokenCounter } from './tokens.js';
@@ -51,6 +51,7 @@ async function generate() {
   cancelWanted = false;
   let timer = null;
   try {
+    offerSuggestion(id); // a model's first run uses what it was made for
     const { params, settings } = await readForGenerate();
     if (loadedId !== id) {
       showProgress(`Loading ${name}…`, null);

@@ -2,9 +2,11 @@
 // storage panel (usage/quota, stored models, delete).
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { showProgress, showIdle, showError, clearError } from './progress.js';
+import { applySuggested, samplerLabel } from './settings.js';
 
 const $ = (id) => document.getElementById(id);
 const SELECTED = 'websd-model';
+const SUGGESTED = 'websd-suggested-applied'; // ids whose suggested settings were filled in once
 
 let client;
 let catalog = [];            // entries of models.json, manifest resolved to an absolute URL
@@ -47,6 +49,38 @@ function describe(id) {
   return parts.join(' ');
 }
 
+function describeSuggested(s) {
+  const steps = `${s.steps} step${s.steps === 1 ? '' : 's'}`;
+  const guidance = s.guidance_scale <= 1 ? 'no guidance' : `guidance ${s.guidance_scale}`;
+  return `Made for ${steps}, ${guidance}, ${s.width}×${s.height}, sampler ${samplerLabel(s.scheduler)}.`;
+}
+
+function appliedIds() {
+  try { return new Set(JSON.parse(localStorage.getItem(SUGGESTED) ?? '[]')); } catch { return new Set(); }
+}
+
+/**
+ * A model's suggested settings (from Rust, through the worker) fill the form when the user picks
+ * that model (`always`), and otherwise once: as soon as its manifest is known (its download
+ * starts) or, for a model stored before suggestions existed, the first time the page lists it.
+ * A reload keeps what the user set since. Generate calls this too, so a model is never run
+ * before its suggestion had its chance.
+ */
+export function offerSuggestion(id = selectedId(), { always = false } = {}) {
+  const suggested = (id && stored.get(id)?.suggested) || null;
+  const applied = appliedIds();
+  const fill = Boolean(suggested) && (always || !applied.has(id));
+  applySuggested(suggested, { fill });
+  if (fill) {
+    applied.add(id);
+    try { localStorage.setItem(SUGGESTED, JSON.stringify([...applied])); } catch { /* the form still works */ }
+    showIdle(`Settings for ${modelInfo(id).name}: ${describeSuggested(suggested)}`);
+  }
+  $('model-suggested').hidden = !suggested;
+  $('model-suggested').textContent = suggested ? describeSuggested(suggested) : '';
+  $('use-suggested').hidden = !suggested;
+}
+
 function renderPicker() {
   const select = $('model-select');
   // The choice saved in localStorage wins as soon as that model is listed (one added by URL
@@ -67,7 +101,7 @@ function renderPicker() {
   renderSelected();
 }
 
-function renderSelected() {
+function renderSelected({ chosen = false } = {}) {
   const id = selectedId();
   $('model-about').textContent = id ? describe(id) : 'No model yet: add one by its manifest URL.';
   const summary = id && stored.get(id);
@@ -77,6 +111,7 @@ function renderSelected() {
   button.textContent = summary ? 'Resume download' : 'Download';
   $('cancel-download').hidden = !downloading.has(id);
   document.body.dataset.model = summary?.complete ? 'stored' : summary ? 'partial' : 'absent';
+  offerSuggestion(id, { always: chosen });
 }
 
 function renderStorage({ usage, quota, persisted, models }) {
@@ -133,7 +168,7 @@ export async function setUpModels(workerClient) {
   renderPicker();
   $('model-select').addEventListener('change', () => {
     localStorage.setItem(SELECTED, selectedId());
-    renderSelected();
+    renderSelected({ chosen: true });
   });
   $('download').addEventListener('click', () => {
     const id = selectedId();
@@ -142,6 +177,10 @@ export async function setUpModels(workerClient) {
     startDownload(id, url);
   });
   $('cancel-download').addEventListener('click', () => client.post({ type: 'cancel-download', id: selectedId() }));
+  $('use-suggested').addEventListener('click', () => {
+    const suggested = stored.get(selectedId())?.suggested;
+    if (suggested) { applySuggested(suggested); showIdle(`Settings for ${modelInfo(selectedId()).name}: ${describeSuggested(suggested)}`); }
+  });
   $('custom-download').addEventListener('click', () => {
     const input = $('custom-url');
     let url;

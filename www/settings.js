@@ -3,7 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 const SAVED = 'websd-settings';
-export const SCHEDULERS = ['ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_karras', 'lms', 'lcm', 'pndm'];
+// 'default' is the model's own sampler (its scheduler_config.json), decided in Rust.
+export const SCHEDULERS = ['default', 'ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_karras', 'lms', 'lcm', 'pndm'];
 const MAX_SEED = 2 ** 32 - 1;
 
 let initImage = null; // Blob of the img2img start image, or null
@@ -42,7 +43,7 @@ function formValues() {
     seed: number('seed', { min: 0, max: MAX_SEED, fallback: 0 }),
     width: roundTo8(number('width', { min: 64, max: 2048, fallback: 512 })),
     height: roundTo8(number('height', { min: 64, max: 2048, fallback: 512 })),
-    scheduler: SCHEDULERS.includes($('scheduler').value) ? $('scheduler').value : 'euler_a',
+    scheduler: SCHEDULERS.includes($('scheduler').value) ? $('scheduler').value : 'default',
     batch_count: number('batch', { min: 1, max: 16, fallback: 1 }),
     strength: number('strength', { min: 0, max: 1, integer: false, fallback: 0.75 }),
     preview: $('preview').checked,
@@ -85,6 +86,29 @@ export function applySettings(s, { lockSeed = true } = {}) {
   if (typeof s.preview === 'boolean') $('preview').checked = s.preview;
   if (lockSeed) $('seed-lock').checked = true;
   $('strength-value').textContent = Number($('strength').value).toFixed(2);
+  syncPreset();
+  save();
+}
+
+/** The label the scheduler list gives a sampler's name ('euler_a' → 'Euler a'). */
+export function samplerLabel(name) {
+  return [...$('scheduler').options].find((o) => o.value === name)?.textContent ?? name;
+}
+
+/**
+ * Fills steps, guidance and size with a model's suggestion (src/suggested.rs: {scheduler, steps,
+ * guidance_scale, width, height}) and picks "Model default" as the sampler, which then names the
+ * model's own. With `suggested` null the "Model default" option only loses its name.
+ */
+export function applySuggested(suggested, { fill = true } = {}) {
+  const option = $('scheduler').querySelector('option[value="default"]');
+  option.textContent = suggested ? `Model default (${samplerLabel(suggested.scheduler)})` : 'Model default';
+  if (!suggested || !fill) return;
+  $('steps').value = suggested.steps;
+  $('guidance').value = suggested.guidance_scale;
+  $('width').value = suggested.width;
+  $('height').value = suggested.height;
+  $('scheduler').value = 'default';
   syncPreset();
   save();
 }

@@ -8,13 +8,14 @@
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/mod.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
-// Worker → page: {type:'gpu', info} · {type:'probe', values} · {type:'models', models}
+// Worker → page: {type:'gpu', info} · {type:'probe', values}
+//   · {type:'models', models /* summaries, each with suggested: {scheduler, steps, guidance_scale, width, height} | null */}
 //   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
 //   · {type:'load-progress', done, total} · {type:'loaded', id, info}
 //   · {type:'step', step, total, preview?:{width,height,pixels}}
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
-//   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, id?}
+//   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, code, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
 //   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
 //   · {type:'roundtrip', result: {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std,
@@ -23,7 +24,7 @@
 //     is unusable and the page starts a new one (the model reloads from IndexedDB).
 //
 // generate params (snake_case, as the wasm side reads them): {prompt, negative_prompt, steps,
-//   guidance_scale, seed, width, height, scheduler, batch_count, preview, strength?,
+//   guidance_scale, seed, width, height, scheduler /* a name, or 'default': the model's own */, batch_count, preview, strength?,
 //   init_image?: {width, height, pixels /* RGBA Uint8Array, already width×height */}}
 import init, * as websd from './pkg/websd.js';
 import * as store from './store.js';
@@ -38,8 +39,10 @@ function wasm() {
   return wasmReady;
 }
 
+// `code` is the error's name: for errors from Rust, the kind of failure (src/error.rs
+// `Error::code`: InvalidRequest, InvalidInput, BadWeights, GpuLost, …).
 function fail(phase, e, extra = {}) {
-  postMessage({ type: 'error', phase, message: e?.message ?? String(e), ...extra });
+  postMessage({ type: 'error', phase, message: e?.message ?? String(e), code: e?.name ?? 'Error', ...extra });
 }
 
 const downloads = new Map(); // id → AbortController
@@ -47,8 +50,22 @@ let loadedId = null;
 let generating = false;
 let cancelRequested = false;
 
+// Each model's summary carries `suggested`: the settings Rust decides for it from its manifest
+// (src/suggested.rs), so the page can fill its form before the model is loaded; null when the
+// wasm module or the manifest cannot give one (the page then leaves the form as it is).
+async function suggestion(id) {
+  try {
+    await wasm();
+    return websd.suggested_settings(JSON.stringify((await store.getModel(id)).manifest));
+  } catch {
+    return null;
+  }
+}
+
 async function postModels() {
-  postMessage({ type: 'models', models: await store.listModels() });
+  const models = await store.listModels();
+  for (const m of models) m.suggested = await suggestion(m.id);
+  postMessage({ type: 'models', models });
 }
 
 async function download({ id, manifestUrl }) {
@@ -109,9 +126,10 @@ async function generate({ params }) {
   }
 }
 
-// Failures that leave this worker unusable: a wasm trap (a Rust panic) or a lost GPU device.
+// Failures that leave this worker unusable: a wasm trap (a Rust panic) or a lost GPU device
+// (Rust names it GpuLost when a read from the GPU fails).
 function isFatal(e) {
-  return e instanceof WebAssembly.RuntimeError || /device (is |was )?lost|lost device|poison/i.test(e?.message ?? '');
+  return e instanceof WebAssembly.RuntimeError || e?.name === 'GpuLost';
 }
 function crashed(e) {
   postMessage({ type: 'crashed', message: e?.message ?? String(e) });

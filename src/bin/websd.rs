@@ -266,16 +266,18 @@ mod cli {
             return Err(format!("{}: no such model folder (a converted model with manifest.json, or a diffusers folder)", model.display()));
         }
         // The GPU by default (wgpu: Vulkan/Metal/DX12); `--cpu` for burn's CPU backend.
-        let device = if args.iter().any(|a| a == "--cpu") {
-            Device::flex()
-        } else if args.iter().any(|a| a == "--device") {
-            device_arg(args)?
+        // The GPU's limits let the pipeline refuse a size that would not fit before it runs.
+        let (device, gpu) = if args.iter().any(|a| a == "--cpu") || opt(args, "--device", "wgpu") == "flex" {
+            (Device::flex(), None)
+        } else if opt(args, "--device", "wgpu") == "wgpu" {
+            let (device, info) = pollster::block_on(websd::gpu::open_gpu())?;
+            (device, Some(info))
         } else {
-            pollster::block_on(websd::gpu::open_gpu())?.0
+            return Err(device_arg(args).err().unwrap_or_default());
         };
         let dtype = dtype_arg(args)?;
         let started = std::time::Instant::now();
-        let sd = if model.join("manifest.json").is_file() {
+        let mut sd = if model.join("manifest.json").is_file() {
             let manifest = websd::weights::Manifest::parse(&std::fs::read(model.join("manifest.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             let prepared = pollster::block_on(websd::weights::prepared::prepare(
                 &manifest,
@@ -296,6 +298,7 @@ mod cli {
             sd.dtype = dtype;
             sd
         };
+        sd.buffer_limit = gpu.map(|info| info.buffer_limit());
         eprintln!("loaded {} in {:.1} s", model.display(), started.elapsed().as_secs_f64());
         // Flags left out take the model's suggestion (its steps, guidance and size: src/suggested.rs).
         let num = |flag: &str, suggested: f64| -> Result<f64, String> {

@@ -238,15 +238,15 @@ impl ClipTextModel {
         let n = ids.first().map(Vec::len).unwrap_or(0);
         let max = self.position_embedding.dims()[0];
         if n == 0 || n > max || ids.iter().any(|r| r.len() != n) {
-            return Err(Error::Other(format!("token ids must be {b} rows of equal length 1..={max}")));
+            return Err(Error::InvalidInput(format!("token ids must be {b} rows of equal length 1..={max}")));
         }
         if skip == 0 || skip > self.layers.len() {
-            return Err(Error::Other(format!("clip skip must be 1..={}", self.layers.len())));
+            return Err(Error::InvalidRequest(format!("clip skip must be 1..={}", self.layers.len())));
         }
         let flat: Vec<i64> = ids.iter().flatten().copied().collect();
         let vocab = self.vocab_size() as i64;
         if let Some(bad) = flat.iter().find(|&&t| t < 0 || t >= vocab) {
-            return Err(Error::Other(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
         let d = self.position_embedding.dims()[1];
         let mut x = self.embed_tokens(&flat).reshape([b, n, d]) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>();

@@ -316,7 +316,7 @@ impl SchedulerKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .ok_or_else(|| Error::Other(format!("unknown scheduler `{name}`: use one of {}", Self::ALL.map(|k| k.name()).join(", "))))
+            .ok_or_else(|| Error::InvalidRequest(format!("unknown scheduler `{name}`: use one of {}", Self::ALL.map(|k| k.name()).join(", "))))
     }
 
     /// The sampler a model's scheduler_config.json names (`_class_name`), if we have it.
@@ -337,7 +337,7 @@ impl SchedulerKind {
     /// A sampler of this kind with `steps` inference steps.
     pub fn build(self, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Scheduler>> {
         if steps == 0 || steps > config.num_train_timesteps {
-            return Err(Error::Other(format!("steps must be 1..={}", config.num_train_timesteps)));
+            return Err(Error::InvalidRequest(format!("steps must be 1..={}", config.num_train_timesteps)));
         }
         Ok(match self {
             Self::Ddim => Box::new(ddim::Ddim::new(config, steps, 0.0)?),

@@ -32,7 +32,7 @@ impl Pndm {
             }
         };
         if steps == 0 {
-            return Err(Error::Other("PNDM needs at least 1 step".into()));
+            return Err(Error::InvalidRequest("PNDM needs at least 1 step".into()));
         }
         // ascending [t0 .. t_{n-2}, t_{n-2}, t_{n-1}] (one step: just [t0]), then reversed
         let mut ts: Vec<f64> = base[..steps - 1].to_vec();

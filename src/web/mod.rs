@@ -29,6 +29,29 @@ pub fn start() {
     }));
 }
 
+/// Errors reach JavaScript as `Error`s whose `name` is the kind of failure (`Error::code`:
+/// `GpuLost`, `InvalidRequest`, `BadWeights`, …), so the worker decides by the name, not by the
+/// message's words. With this, `?` turns a `crate::Error` into such an error.
+impl From<crate::Error> for JsValue {
+    fn from(error: crate::Error) -> Self {
+        let js = js_sys::Error::new(&error.to_string());
+        js.set_name(error.code());
+        js.into()
+    }
+}
+
+impl From<crate::weights::manifest::WeightsError> for JsValue {
+    fn from(error: crate::weights::manifest::WeightsError) -> Self {
+        crate::Error::from(error).into()
+    }
+}
+
+/// A failure of the caller's request that has no `crate::Error` of its own.
+fn invalid_request(message: impl Into<String>) -> JsValue {
+    crate::Error::InvalidRequest(message.into()).into()
+}
+
+/// Anything else, in words (named plain `Error`).
 fn js_error(message: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&message.to_string()).into()
 }
@@ -64,7 +87,7 @@ pub fn destroy_gpu_device() {
 /// Runs the probe computation (conv2d + matmul + softmax) on the GPU and returns its values.
 #[wasm_bindgen]
 pub async fn run_probe() -> Result<Vec<f32>, JsValue> {
-    Ok(crate::probe::probe_async(&device()?).await)
+    Ok(crate::probe::probe_async(&device()?).await?)
 }
 
 // ---------------------------------------------------------------- models and generation
@@ -77,7 +100,6 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::generate::Settings;
 use crate::image::RgbaImage;
-use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
 use crate::pipeline::StableDiffusion;
 use crate::weights::Manifest;
 
@@ -88,12 +110,11 @@ thread_local! {
     static CANCEL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The loaded model, its name, and the configs that size its buffers.
+/// The loaded model and its name.
 #[derive(Clone)]
 struct Loaded {
     sd: Rc<StableDiffusion>,
     name: String,
-    configs: Rc<(UNetConfig, VaeConfig, ClipConfig)>,
 }
 
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
@@ -114,8 +135,9 @@ fn rgba_object(image: &RgbaImage) -> Object {
 #[wasm_bindgen]
 pub async fn load_model(manifest_json: String, get_shard: Function, on_progress: Function) -> Result<JsValue, JsValue> {
     let device = device()?;
-    let shader_f16 = GPU.with(|g| g.borrow().as_ref().map(|(_, i, _)| i.shader_f16)).unwrap_or(false);
-    let manifest = Manifest::parse(manifest_json.as_bytes()).map_err(js_error)?;
+    let gpu = GPU.with(|g| g.borrow().as_ref().map(|(_, i, _)| i.clone())).ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))?;
+    let shader_f16 = gpu.shader_f16;
+    let manifest = Manifest::parse(manifest_json.as_bytes())?;
     MODEL.with(|m| *m.borrow_mut() = None); // free the previous model's GPU memory first
     let prepared = crate::weights::prepared::prepare(
         &manifest,
@@ -136,24 +158,27 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
             let _ = on_progress.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
         },
     )
-    .await
-    .map_err(js_error)?;
+    .await?;
     let dtype = if shader_f16 { burn::tensor::FloatDType::F16 } else { burn::tensor::FloatDType::F32 };
-    let sd = StableDiffusion::from_prepared(&manifest, prepared, &device, dtype).map_err(js_error)?;
-    let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).unwrap_or_default();
-    let configs = (
-        UNetConfig::from_json(&config("unet")).map_err(js_error)?,
-        VaeConfig::from_json(&config("vae")).map_err(js_error)?,
-        ClipConfig::from_json(&config("text_encoder")).map_err(js_error)?,
-    );
+    let mut sd = StableDiffusion::from_prepared(&manifest, prepared, &device, dtype)?;
+    sd.buffer_limit = Some(gpu.buffer_limit());
     let info = Object::new();
     set(&info, "name", manifest.name.as_str());
     set(&info, "dtype", if shader_f16 { "f16" } else { "f32" });
     set(&info, "taesd", sd.taesd.is_some());
-    set(&info, "default_scheduler", sd.suggested.scheduler.name());
     set(&info, "suggested", serde_wasm_bindgen::to_value(&sd.suggested).map_err(js_error)?);
-    MODEL.with(|m| *m.borrow_mut() = Some(Loaded { sd: Rc::new(sd), name: manifest.name.clone(), configs: Rc::new(configs) }));
+    MODEL.with(|m| *m.borrow_mut() = Some(Loaded { sd: Rc::new(sd), name: manifest.name.clone() }));
     Ok(info.into())
+}
+
+/// What a converted model suggests running with ({scheduler, steps, guidance_scale, width,
+/// height}; src/suggested.rs), from its manifest alone: the page fills its form with it when the
+/// model is chosen, before anything is loaded. Fails as `load_model` would on a manifest Rust refuses.
+#[wasm_bindgen]
+pub fn suggested_settings(manifest_json: &str) -> Result<JsValue, JsValue> {
+    let manifest = Manifest::parse(manifest_json.as_bytes())?;
+    let suggested = crate::suggested::Suggested::for_manifest(&manifest)?;
+    serde_wasm_bindgen::to_value(&suggested).map_err(js_error)
 }
 
 /// Generates images for `params` (see `generate::Settings`; plus `preview` and `init_image:
@@ -162,16 +187,8 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
 /// `{width, height, pixels, png, seed, parameters}`.
 #[wasm_bindgen]
 pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsValue> {
-    let Loaded { sd, name, configs } = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| js_error("no model is loaded"))?;
-    let settings: Settings = serde_wasm_bindgen::from_value(params.clone()).map_err(|e| js_error(format!("bad settings: {e}")))?;
-    // Said before anything runs: a size whose buffers exceed what this GPU allows.
-    if let Some(info) = GPU.with(|g| g.borrow().as_ref().map(|(_, i, _)| i.clone())) {
-        let copies = if settings.guidance_scale > 1.0 && sd.unet.guidance_embedding_dim.is_none() { 2 } else { 1 };
-        let bytes_per = if sd.dtype == burn::tensor::FloatDType::F16 { 2 } else { 4 };
-        let limit = info.max_storage_buffer_binding_size.min(info.max_buffer_size);
-        let (unet, vae, clip) = &*configs;
-        crate::memory::check_fits(unet, vae, clip, settings.width, settings.height, (settings.batch_count * copies) as u64, bytes_per, limit).map_err(js_error)?;
-    }
+    let Loaded { sd, name } = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| invalid_request("no model is loaded"))?;
+    let settings: Settings = serde_wasm_bindgen::from_value(params.clone()).map_err(|e| invalid_request(format!("bad settings: {e}")))?;
     let want_preview = Reflect::get(&params, &"preview".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
     let init_image = match Reflect::get(&params, &"init_image".into()) {
         Ok(v) if v.is_object() => {
@@ -215,8 +232,8 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
         })
         .await;
     let images = match (result, lost.borrow_mut().take()) {
-        (Err(crate::Error::Cancelled), Some(lost)) => return Err(js_error(lost)),
-        (result, _) => result.map_err(js_error)?,
+        (Err(crate::Error::Cancelled), Some(lost)) => return Err(lost.into()),
+        (result, _) => result?,
     };
     let out = js_sys::Array::new();
     for g in images {
@@ -234,7 +251,7 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
 /// 75-token chunks), for the page's counter under each prompt.
 #[wasm_bindgen]
 pub fn prompt_length(text: &str, what: &str) -> Result<JsValue, JsValue> {
-    let length = crate::tokenizer::PromptLength::of(text).map_err(js_error)?;
+    let length = crate::tokenizer::PromptLength::of(text)?;
     let o = js_sys::Object::new();
     set(&o, "tokens", length.tokens as u32);
     set(&o, "chunks", length.chunks as u32);
@@ -281,15 +298,15 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
     let number = |k: &str, default: f64| get(k).and_then(|v| v.as_f64()).unwrap_or(default) as usize;
     let model_arg = text("model", "sd15");
     let model = if model_arg.trim_start().starts_with('{') {
-        Model::from_manifest(&Manifest::parse(model_arg.as_bytes()).map_err(js_error)?).map_err(js_error)?
+        Model::from_manifest(&Manifest::parse(model_arg.as_bytes())?)?
     } else {
-        Model::parse(&model_arg).map_err(js_error)?
+        Model::parse(&model_arg)?
     };
     let dtype = match text("dtype", "f32").as_str() {
         "f16" if info.shader_f16 => burn::tensor::FloatDType::F16,
-        "f16" => return Err(js_error("this GPU has no shader-f16: benchmark f32")),
+        "f16" => return Err(invalid_request("this GPU has no shader-f16: benchmark f32")),
         "f32" => burn::tensor::FloatDType::F32,
-        other => return Err(js_error(format!("unknown dtype {other:?}: f32 or f16"))),
+        other => return Err(invalid_request(format!("unknown dtype {other:?}: f32 or f16"))),
     };
     let opts = Options {
         model,
@@ -297,15 +314,14 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
         size: number("size", 512.0),
         runs: number("runs", 5.0),
         warmup: number("warmup", 1.0),
-        parts: Part::parse_list(&text("parts", "text,unet,vae,taesd")).map_err(js_error)?,
+        parts: Part::parse_list(&text("parts", "text,unet,vae,taesd"))?,
         steps: get("steps").and_then(|v| v.as_f64()).map(|s| s as usize),
     };
     let name = format!("{} ({}, {}, shader-f16 {})", info.adapter, info.backend, info.device_type, info.shader_f16);
     let report = crate::bench::run(&opts, &device, &name, |row| {
         let _ = on_row.call1(&JsValue::NULL, &bench_row(row));
     })
-    .await
-    .map_err(js_error)?;
+    .await?;
     let out = Object::new();
     set(&out, "table", crate::bench::table(&report));
     set(&out, "rows", report.rows.iter().map(|r| JsValue::from(bench_row(r))).collect::<js_sys::Array>());
@@ -325,11 +341,11 @@ pub async fn taesd_round_trip(config: String, weights: Vec<u8>, photo: Vec<u8>, 
     use crate::model::taesd::{Taesd, TaesdConfig};
     use crate::weights::{SafetensorsSource, WeightLoader};
     let device = device()?;
-    let config = TaesdConfig::from_json(&config).map_err(js_error)?;
-    let mut source = SafetensorsSource::from_bytes("the autoencoder's weights", weights).map_err(js_error)?;
-    let taesd = Taesd::load(&config, &mut WeightLoader::new(&mut source, &device)).map_err(js_error)?;
-    let photo = crate::image::decode_png("the photo", &photo).map_err(js_error)?;
-    let r = crate::roundtrip::taesd_round_trip(&taesd, &photo, size, seed as u64, &device).await.map_err(js_error)?;
+    let config = TaesdConfig::from_json(&config)?;
+    let mut source = SafetensorsSource::from_bytes("the autoencoder's weights", weights)?;
+    let taesd = Taesd::load(&config, &mut WeightLoader::new(&mut source, &device))?;
+    let photo = crate::image::decode_png("the photo", &photo)?;
+    let r = crate::roundtrip::taesd_round_trip(&taesd, &photo, size, seed as u64, &device).await?;
     let out = Object::new();
     set(&out, "psnr_db", r.psnr_db);
     set(&out, "random_psnr_db", r.random_psnr_db);
@@ -340,7 +356,7 @@ pub async fn taesd_round_trip(config: String, weights: Vec<u8>, photo: Vec<u8>, 
         let o = Object::new();
         set(&o, "width", image.width as u32);
         set(&o, "height", image.height as u32);
-        set(&o, "png", Uint8Array::from(crate::image::encode_png(image, key).map_err(js_error)?.as_slice()));
+        set(&o, "png", Uint8Array::from(crate::image::encode_png(image, key)?.as_slice()));
         set(&out, key, o);
     }
     Ok(out.into())

@@ -32,7 +32,7 @@ impl Quant {
             "f16" => Ok(Self::F16),
             "q8" => Ok(Self::Q8),
             "q4" => Ok(Self::Q4),
-            _ => Err(Error::Other(format!("unknown quantization {s:?}: use f16, q8 or q4"))),
+            _ => Err(Error::InvalidRequest(format!("unknown quantization {s:?}: use f16, q8 or q4"))),
         }
     }
 }
@@ -51,7 +51,7 @@ impl VaeStorage {
             "f16" => Ok(Self::F16),
             "f32" => Ok(Self::F32),
             "q8" => Ok(Self::Q8),
-            _ => Err(Error::Other(format!("unknown VAE storage {s:?}: use f16, f32 or q8"))),
+            _ => Err(Error::InvalidRequest(format!("unknown VAE storage {s:?}: use f16, f32 or q8"))),
         }
     }
 }

@@ -65,3 +65,30 @@ test('seeded noise is bit-identical in the browser (wasm) and natively', async (
     await browser.close();
   }
 });
+
+test('errors from the wasm module carry their kind as their name', async () => {
+  const browser = await launchBrowser();
+  try {
+    const { page } = await openPage(browser, site.url);
+    const got = await page.evaluate(async () => {
+      const m = await import('/www/pkg/websd.js');
+      await m.default();
+      const failure = async (f) => { try { await f(); return 'no error'; } catch (e) { return `${e.name}: ${e.message}`; } };
+      const manifest = await (await fetch('/www/models/tiny-sd1/manifest.json')).text();
+      const lying = { ...JSON.parse(manifest), suggested: { steps: 0 } };
+      return {
+        suggested: m.suggested_settings(manifest),
+        notJson: await failure(() => m.suggested_settings('{')),
+        badHint: await failure(() => m.suggested_settings(JSON.stringify(lying))),
+        noModel: await failure(() => m.generate({}, () => true)),
+      };
+    });
+    // The tiny model's own settings (PNDMScheduler; its UNet's sample_size 8 × the VAE's 8).
+    assert.deepEqual(got.suggested, { scheduler: 'pndm', steps: 20, guidance_scale: 7.5, width: 64, height: 64 });
+    assert.match(got.notJson, /^BadWeights: manifest\.json is not a valid manifest/);
+    assert.match(got.badHint, /^BadWeights: .*suggested steps 0/);
+    assert.match(got.noModel, /^InvalidRequest: no model is loaded/);
+  } finally {
+    await browser.close();
+  }
+});

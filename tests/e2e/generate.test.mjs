@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { ROOT, startSite, launchBrowser, websd, screenshot } from './harness.mjs';
+import { ROOT, startSite, launchBrowser, websd, screenshot, pixelDiff } from './harness.mjs';
 import { recordMessages, waitForMessage, messages } from './synthetic.mjs';
 
 function missing() {
@@ -18,23 +18,6 @@ function missing() {
     if (!new RegExp(`export (async )?function ${fn}\\b`).test(glue)) return `the wasm module has no ${fn} yet`;
   }
   return null;
-}
-
-/** Decodes two PNGs in the page; returns {length: same size?, max, off, total} of their RGBA values. */
-function pixelDiff(page, pngA, pngB) {
-  return page.evaluate(async ([a, b]) => {
-    const pixels = async (b64) => {
-      const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
-      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-      const ctx = canvas.getContext('2d');
-      ctx.drawImage(bitmap, 0, 0);
-      return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
-    };
-    const [x, y] = [await pixels(a), await pixels(b)];
-    let max = 0, off = 0;
-    for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
-    return { length: x.length === y.length, max, off, total: x.length };
-  }, [pngA.toString('base64'), pngB.toString('base64')]);
 }
 
 test('downloads the test model, generates an image into the gallery, and cancels', { timeout: 300_000 }, async (t) => {

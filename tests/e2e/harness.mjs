@@ -67,3 +67,20 @@ export async function screenshot(page, name) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
+
+/** Decodes two PNGs in the page; returns {length: same size?, max, off, total} of their RGBA values. */
+export function pixelDiff(page, pngA, pngB) {
+  return page.evaluate(async ([a, b]) => {
+    const pixels = async (b64) => {
+      const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(bitmap, 0, 0);
+      return ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    };
+    const [x, y] = [await pixels(a), await pixels(b)];
+    let max = 0, off = 0;
+    for (let i = 0; i < x.length; i++) { const d = Math.abs(x[i] - y[i]); max = Math.max(max, d); if (d > 0) off++; }
+    return { length: x.length === y.length, max, off, total: x.length };
+  }, [pngA.toString('base64'), pngB.toString('base64')]);
+}

@@ -168,6 +168,47 @@ fn cancel_stops_after_the_step_that_asked() {
     assert_eq!(calls, 2);
 }
 
+/// A size whose buffers exceed the device's limit is refused before anything runs, naming what
+/// to change; with CFG (guidance > 1) the UNet runs a batch of 2, and the check counts it.
+#[test]
+fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
+    let device = Device::flex();
+    let mut sd = StableDiffusion::from_diffusers_dir(fixtures().join("sd1"), &device).unwrap();
+    let settings = |guidance_scale: f64| websd::generate::Settings {
+        prompt: "a fox".into(),
+        negative_prompt: String::new(),
+        steps: 1,
+        guidance_scale,
+        seed: 1,
+        width: 64,
+        height: 64,
+        scheduler: "euler".into(),
+        batch_count: 1,
+        clip_skip: 1,
+        strength: 0.75,
+        fast_decode: false,
+    };
+    // The tiny model's largest buffer at 64², with the UNet's batch of 1 and of 2 (websd::memory).
+    let c = sd.configs.clone();
+    let largest = |batch| websd::memory::largest_buffers(&c.unet, &c.vae, &c.text_encoder, 64, batch, 4).unwrap()[0].bytes;
+    sd.buffer_limit = Some(largest(1) - 1);
+    for (guidance, batch) in [(7.5, 2), (1.0, 1)] {
+        let mut steps = 0;
+        let refused = pollster::block_on(sd.generate_images(&settings(guidance), None, "tiny", |_, _, _| {
+            steps += 1;
+            async { true }
+        }));
+        let Err(e) = refused else { panic!("a request over the buffer limit ran") };
+        let message = e.to_string();
+        assert_eq!(e.code(), "InvalidRequest", "{message}");
+        assert!(message.contains(&format!("64×64 with batch {batch} is too large for this GPU")) && message.contains("Choose a smaller size"), "{message}");
+        assert_eq!(steps, 0, "nothing ran");
+    }
+    sd.buffer_limit = Some(largest(2));
+    let fits = pollster::block_on(sd.generate_images(&settings(7.5), None, "tiny", |_, _, _| async { true }));
+    assert_eq!(fits.map(|images| images.len()).unwrap(), 1, "at the limit it runs");
+}
+
 /// A1111 weighting: all-1 weights change nothing; a weight scales that token's embedding
 /// relative to the others and the chunk's mean is kept.
 #[test]

@@ -39,6 +39,10 @@ ensure_wasm_tools() {
   fi
 }
 
+ensure_rust_component() {
+  rustup component list --installed 2>/dev/null | grep -q "^$1" || rustup component add "$1"
+}
+
 ensure_node_deps() {
   if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     log "installing npm packages (package-lock.json)"
@@ -135,6 +139,8 @@ wait_step() {
 cmd_test() {
   TEST_START=$SECONDS
   ensure_apt chromium mesa-vulkan-drivers
+  ensure_rust_component rustfmt
+  run_step "formatting (cargo fmt --check; rustfmt.toml)" cargo fmt --check
   run_step "native build (tests and CLI)" cargo test --release --no-run
   start_step "wasm build" build_wasm
   run_step "native tests (cargo test --release)" cargo test --release

@@ -122,7 +122,15 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { model: Model::parse("sd15").expect("a known model"), dtype: FloatDType::F32, size: 512, runs: 5, warmup: 1, parts: vec![Part::Text, Part::Unet, Part::Vae, Part::Taesd], steps: None }
+        Self {
+            model: Model::parse("sd15").expect("a known model"),
+            dtype: FloatDType::F32,
+            size: 512,
+            runs: 5,
+            warmup: 1,
+            parts: vec![Part::Text, Part::Unet, Part::Vae, Part::Taesd],
+            steps: None,
+        }
     }
 }
 
@@ -334,13 +342,7 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
             vae,
             taesd: None,
             scheduler_config: SchedulerConfig::default(),
-            suggested: crate::suggested::Suggested {
-                scheduler: SchedulerKind::Euler,
-                steps,
-                guidance_scale: if cfg { 7.5 } else { 0.0 },
-                width: opts.size,
-                height: opts.size,
-            },
+            suggested: crate::suggested::Suggested { scheduler: SchedulerKind::Euler, steps, guidance_scale: if cfg { 7.5 } else { 0.0 }, width: opts.size, height: opts.size },
             configs: crate::pipeline::Configs { unet: model.unet.clone(), vae: model.vae.clone(), text_encoder: model.text.clone() },
             buffer_limit: None,
             pad_token: pad,

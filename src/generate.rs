@@ -200,7 +200,9 @@ mod tests {
     /// the denoising strength.
     #[test]
     fn parameters_text_is_a1111s() {
-        let s: Settings = serde_json::from_str(r#"{"prompt": "a fox", "negative_prompt": "blurry", "steps": 4, "guidance_scale": 6.5, "seed": 9, "width": 64, "height": 48, "strength": 0.5}"#).unwrap();
+        let s: Settings =
+            serde_json::from_str(r#"{"prompt": "a fox", "negative_prompt": "blurry", "steps": 4, "guidance_scale": 6.5, "seed": 9, "width": 64, "height": 48, "strength": 0.5}"#)
+                .unwrap();
         assert_eq!(
             parameters(&s, SchedulerKind::EulerAncestral, 1, "tiny", false),
             "a fox\nNegative prompt: blurry\nSteps: 4, Sampler: euler_a, CFG scale: 6.5, Seed: 10, Size: 64x48, Model: tiny, Generator: websd"

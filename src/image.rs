@@ -32,10 +32,7 @@ pub fn rgb_values_to_images(values: &[f32], batch: usize, height: usize, width: 
         .enumerate()
         .map(|(b, rgb)| {
             if rgb.iter().any(|v| !v.is_finite()) {
-                return Err(Error::BadImage(format!(
-                    "image {} of the batch contains NaN/infinite values (the model overflowed; try f32 or other settings)",
-                    b + 1
-                )));
+                return Err(Error::BadImage(format!("image {} of the batch contains NaN/infinite values (the model overflowed; try f32 or other settings)", b + 1)));
             }
             let (lo, hi) = rgb.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             if hi - lo < 1.0 {
@@ -59,9 +56,7 @@ pub fn encode_png(image: &RgbaImage, parameters: &str) -> Result<Vec<u8>> {
         let mut encoder = png::Encoder::new(&mut out, image.width as u32, image.height as u32);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
-        encoder
-            .add_itxt_chunk("parameters".to_string(), parameters.to_string())
-            .map_err(|e| Error::Other(format!("PNG text chunk: {e}")))?;
+        encoder.add_itxt_chunk("parameters".to_string(), parameters.to_string()).map_err(|e| Error::Other(format!("PNG text chunk: {e}")))?;
         let mut writer = encoder.write_header().map_err(|e| Error::Other(format!("PNG header: {e}")))?;
         writer.write_image_data(&image.pixels).map_err(|e| Error::Other(format!("PNG data: {e}")))?;
     }
@@ -183,10 +178,7 @@ mod tests {
     fn maps_range_and_rejects_bad_images() {
         let device = Device::flex();
         // Two 1×2 images: -1 → 0, 1 → 255, 0 → 127.5 (rounds to 128).
-        let decoded = Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(vec![-1.0f32, 1.0, 0.0, 0.0, 1.0, -1.0, -2.0, 2.0, 0.5, 0.5, -0.5, -0.5], [2, 3, 1, 2]),
-            &device,
-        );
+        let decoded = Tensor::<4>::from_data(burn::tensor::TensorData::new(vec![-1.0f32, 1.0, 0.0, 0.0, 1.0, -1.0, -2.0, 2.0, 0.5, 0.5, -0.5, -0.5], [2, 3, 1, 2]), &device);
         let values: Vec<f32> = to_rgb_255(decoded).into_data().try_to_vec().unwrap();
         let images = rgb_values_to_images(&values, 2, 1, 2).unwrap();
         assert_eq!(images[0].pixels, vec![0, 128, 255, 255, 255, 128, 0, 255]);

@@ -2,10 +2,10 @@
 //! decides whether a model fits WebGPU's default 128 MiB storage-binding limit.
 
 use crate::error::Result;
-use crate::model::clip::{ClipConfig, EMBEDDING_CHUNK_BYTES};
-use crate::model::vae::decode_tile_size;
-use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::attention::DEFAULT_SCORE_BUDGET;
+use crate::model::clip::{ClipConfig, EMBEDDING_CHUNK_BYTES};
+use crate::model::config::{UNetConfig, VaeConfig};
+use crate::model::vae::decode_tile_size;
 
 /// WebGPU's default `maxStorageBufferBindingSize`: no single buffer may exceed it.
 pub const MAX_BUFFER_BYTES: u64 = 128 << 20;
@@ -35,18 +35,11 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
         let tokens = s * s;
         // FeedForward::forward_within: token chunks of at most DEFAULT_SCORE_BUDGET (counted in f32).
         let rows = (DEFAULT_SCORE_BUDGET as u64 / (batch * 8 * c * 4)).clamp(1, tokens);
-        out.push(buf(
-            format!("UNet level {i}: GEGLU projection [{batch}, {rows}, {}] (token chunk of {tokens})", 8 * c),
-            batch * rows * 8 * c,
-            bytes_per,
-        ));
+        out.push(buf(format!("UNet level {i}: GEGLU projection [{batch}, {rows}, {}] (token chunk of {tokens})", 8 * c), batch * rows * 8 * c, bytes_per));
         // Up blocks concatenate the skip: up to 2C (+C at the level boundary) channels.
         out.push(buf(format!("UNet level {i}: skip concat [{batch}, {}, {s}, {s}]", 3 * c), batch * 3 * c * s * s, bytes_per));
         let full_scores = batch * heads[i] as u64 * tokens * tokens * 4;
-        out.push(Buffer {
-            what: format!("UNet level {i}: attention scores (f32, chunked from {} MiB)", full_scores >> 20),
-            bytes: full_scores.min(DEFAULT_SCORE_BUDGET as u64),
-        });
+        out.push(Buffer { what: format!("UNet level {i}: attention scores (f32, chunked from {} MiB)", full_scores >> 20), bytes: full_scores.min(DEFAULT_SCORE_BUDGET as u64) });
     }
     // VAE decoder, one image (one tile when the whole would not fit): each up block's upsampler
     // runs at the next resolution with the block's channels.
@@ -64,11 +57,7 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
     }
     out.push(buf(format!("VAE mid attention scores [1, 1, {0}, {0}] (f32)", latent * latent), latent.pow(4), 4));
     let rows = (EMBEDDING_CHUNK_BYTES / (4 * clip.hidden_size)).min(clip.vocab_size);
-    out.push(buf(
-        format!("CLIP token embedding chunk [{rows}, {}] (of {} rows)", clip.hidden_size, clip.vocab_size),
-        (rows * clip.hidden_size) as u64,
-        bytes_per,
-    ));
+    out.push(buf(format!("CLIP token embedding chunk [{rows}, {}] (of {} rows)", clip.hidden_size, clip.vocab_size), (rows * clip.hidden_size) as u64, bytes_per));
     let boc = &unet.block_out_channels;
     let c = *boc.iter().max().unwrap() as u64;
     out.push(buf(format!("UNet largest weight (ff.net.0.proj [{}, {c}])", 8 * c), 8 * c * c, bytes_per));

@@ -63,11 +63,7 @@ pub struct Output {
 impl Output {
     pub fn new<const D: usize>(name: &str, t: Tensor<D>) -> Result<Self> {
         let shape = t.dims().to_vec();
-        let values = t
-            .cast(FloatDType::F32)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Other(format!("reading output {name}: {e:?}")))?;
+        let values = t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().map_err(|e| Error::Other(format!("reading output {name}: {e:?}")))?;
         Ok(Self { name: name.to_string(), shape, values })
     }
 }
@@ -100,23 +96,14 @@ fn text_encoder(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
         let ids = case.rows("input_ids")?;
         let last = model.forward(&ids, 1)?;
         let penultimate = model.forward(&ids, 2)?;
-        Ok(vec![
-            Output::new("last_hidden_state", last.hidden)?,
-            Output::new("pooled", last.pooled)?,
-            Output::new("penultimate_hidden_state", penultimate.hidden)?,
-        ])
+        Ok(vec![Output::new("last_hidden_state", last.hidden)?, Output::new("pooled", last.pooled)?, Output::new("penultimate_hidden_state", penultimate.hidden)?])
     }))
 }
 
 /// diffusers' AutoencoderTiny: `encode(image).latents` and `decode(latents).sample`.
 fn taesd(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
     let model = Taesd::load(&TaesdConfig::from_json(config)?, w)?;
-    Ok(Box::new(move |case| {
-        Ok(vec![
-            Output::new("encoded", model.encode(case.input::<4>("image")?))?,
-            Output::new("decoded", model.decode(case.input::<4>("latents")?))?,
-        ])
-    }))
+    Ok(Box::new(move |case| Ok(vec![Output::new("encoded", model.encode(case.input::<4>("image")?))?, Output::new("decoded", model.decode(case.input::<4>("latents")?))?])))
 }
 
 /// diffusers' UNet2DConditionModel: `model(sample, timestep, encoder_hidden_states).sample`.
@@ -135,11 +122,7 @@ fn vae(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
     let model = AutoencoderKL::load(&VaeConfig::from_json(config)?, w)?;
     Ok(Box::new(move |case| {
         let (mean, logvar) = model.encode(case.input::<4>("image")?);
-        Ok(vec![
-            Output::new("mean", mean)?,
-            Output::new("logvar", logvar)?,
-            Output::new("decoded", model.decode(case.input::<4>("latents")?))?,
-        ])
+        Ok(vec![Output::new("mean", mean)?, Output::new("logvar", logvar)?, Output::new("decoded", model.decode(case.input::<4>("latents")?))?])
     }))
 }
 
@@ -177,11 +160,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
 /// The case indices present in a parity file (`case{i}.…`).
 fn cases(reference: &SafetensorsSource) -> Vec<usize> {
     use crate::weights::TensorSource;
-    let indices: BTreeSet<usize> = reference
-        .names()
-        .iter()
-        .filter_map(|n| n.strip_prefix("case")?.split_once('.')?.0.parse().ok())
-        .collect();
+    let indices: BTreeSet<usize> = reference.names().iter().filter_map(|n| n.strip_prefix("case")?.split_once('.')?.0.parse().ok()).collect();
     indices.into_iter().collect()
 }
 
@@ -206,16 +185,7 @@ pub struct Row {
 
 impl Row {
     fn failed(component: &str, kind: &str, case: &str, output: &str, error: String) -> Self {
-        Self {
-            component: component.into(),
-            kind: kind.into(),
-            case: case.into(),
-            output: output.into(),
-            max_abs: f32::NAN,
-            rel: f32::NAN,
-            pass: Some(false),
-            error: Some(error),
-        }
+        Self { component: component.into(), kind: kind.into(), case: case.into(), output: output.into(), max_abs: f32::NAN, rel: f32::NAN, pass: Some(false), error: Some(error) }
     }
 
     pub fn is_failure(&self) -> bool {
@@ -253,10 +223,7 @@ fn run_component(folder: &Path, component: &str, device: &Device, dtype: FloatDT
         let path = folder.join("config.json");
         let config = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let class = class_name(&config, &path)?;
-        let runner = RUNNERS
-            .iter()
-            .find(|r| r.class == class)
-            .ok_or_else(|| Error::Other(format!("no parity runner for `{class}`")))?;
+        let runner = RUNNERS.iter().find(|r| r.class == class).ok_or_else(|| Error::Other(format!("no parity runner for `{class}`")))?;
         let mut source = SafetensorsSource::from_dir(folder)?;
         let mut loader = WeightLoader::new(&mut source, device).with_dtype(dtype);
         let model = (runner.load)(&config, &mut loader)?;
@@ -285,13 +252,7 @@ fn run_component(folder: &Path, component: &str, device: &Device, dtype: FloatDT
         for out in outputs {
             let row = match reference.read_f32(&case.name(&out.name)) {
                 Err(e) => Row::failed(component, runner.kind, &case_name, &out.name, e.to_string()),
-                Ok((_, shape)) if shape != out.shape => Row::failed(
-                    component,
-                    runner.kind,
-                    &case_name,
-                    &out.name,
-                    format!("shape {:?}, reference {shape:?}", out.shape),
-                ),
+                Ok((_, shape)) if shape != out.shape => Row::failed(component, runner.kind, &case_name, &out.name, format!("shape {:?}, reference {shape:?}", out.shape)),
                 Ok((expected, _)) => {
                     let (max_abs, rel) = errors(&out.values, &expected);
                     let pass = (dtype == FloatDType::F32).then_some(rel <= F32_TOLERANCE);
@@ -307,12 +268,7 @@ fn run_component(folder: &Path, component: &str, device: &Device, dtype: FloatDT
 /// The rows as an aligned text table.
 pub fn table(rows: &[Row]) -> String {
     let width = |f: fn(&Row) -> &str, title: &str| rows.iter().map(|r| f(r).len()).chain([title.len()]).max().unwrap_or(0);
-    let (wc, wk, wa, wo) = (
-        width(|r| &r.component, "component"),
-        width(|r| &r.kind, "kind"),
-        width(|r| &r.case, "case"),
-        width(|r| &r.output, "output"),
-    );
+    let (wc, wk, wa, wo) = (width(|r| &r.component, "component"), width(|r| &r.kind, "kind"), width(|r| &r.case, "case"), width(|r| &r.output, "output"));
     let mut s = format!("{:wc$}  {:wk$}  {:wa$}  {:wo$}  {:>10}  {:>10}  result\n", "component", "kind", "case", "output", "max abs", "rel err");
     for r in rows {
         let result = match (r.pass, &r.error) {
@@ -321,10 +277,7 @@ pub fn table(rows: &[Row]) -> String {
             (Some(false), None) => format!("FAIL (> {F32_TOLERANCE:.0e})"),
             (None, None) => "report".into(),
         };
-        s += &format!(
-            "{:wc$}  {:wk$}  {:wa$}  {:wo$}  {:>10.3e}  {:>10.3e}  {result}\n",
-            r.component, r.kind, r.case, r.output, r.max_abs, r.rel
-        );
+        s += &format!("{:wc$}  {:wk$}  {:wa$}  {:wo$}  {:>10.3e}  {:>10.3e}  {result}\n", r.component, r.kind, r.case, r.output, r.max_abs, r.rel);
     }
     s
 }

@@ -244,11 +244,8 @@ impl StableDiffusion {
         match (decoder, &self.taesd) {
             (Decoder::Taesd, Some(taesd)) => taesd.decode(latents),
             _ => {
-                let images: Vec<Tensor<4>> = latents
-                    .split(1, 0)
-                    .into_iter()
-                    .map(|l| self.vae.decode_within(l / self.vae.scaling_factor, crate::memory::MAX_BUFFER_BYTES))
-                    .collect();
+                let images: Vec<Tensor<4>> =
+                    latents.split(1, 0).into_iter().map(|l| self.vae.decode_within(l / self.vae.scaling_factor, crate::memory::MAX_BUFFER_BYTES)).collect();
                 Tensor::cat(images, 0)
             }
         }
@@ -315,15 +312,10 @@ impl StableDiffusion {
     ) -> Result<Self> {
         use crate::model::taesd::TaesdConfig;
         use crate::weights::WeightLoader;
-        let config = |name: &str| {
-            manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")))
-        };
+        let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")));
         let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
-        let configs = Configs {
-            unet: UNetConfig::from_json(&config("unet")?)?,
-            vae: VaeConfig::from_json(&config("vae")?)?,
-            text_encoder: ClipConfig::from_json(&config("text_encoder")?)?,
-        };
+        let configs =
+            Configs { unet: UNetConfig::from_json(&config("unet")?)?, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)? };
         let text_encoder = ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
         let unet = UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
         let vae = AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut source("vae")?, device))?;

@@ -3,10 +3,10 @@
 //! compare against.
 
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::TensorData;
 
 fn filled<const D: usize>(shape: [usize; D], f: impl Fn(usize) -> f32, device: &Device) -> Tensor<D> {
     let n = shape.iter().product();

@@ -27,18 +27,18 @@ enum Token {
     Text(String),
     Open(Bracket),
     /// A closing bracket; `Some(w)` for `:w)`. `raw` is the source text, for when it's unmatched.
-    Close { kind: Bracket, weight: Option<f32>, raw: String },
+    Close {
+        kind: Bracket,
+        weight: Option<f32>,
+        raw: String,
+    },
 }
 
 /// `:` then optional spaces, a number, optional spaces and `)`: returns (weight, bytes used).
 fn explicit_weight(s: &str) -> Option<(f32, usize)> {
     let rest = s.strip_prefix(':')?;
     let trimmed = rest.trim_start();
-    let number_len = trimmed
-        .char_indices()
-        .take_while(|&(i, c)| c.is_ascii_digit() || c == '.' || (i == 0 && (c == '+' || c == '-')))
-        .map(|(i, c)| i + c.len_utf8())
-        .last()?;
+    let number_len = trimmed.char_indices().take_while(|&(i, c)| c.is_ascii_digit() || c == '.' || (i == 0 && (c == '+' || c == '-'))).map(|(i, c)| i + c.len_utf8()).last()?;
     let weight: f32 = trimmed[..number_len].parse().ok()?;
     if !weight.is_finite() {
         return None;

@@ -32,7 +32,8 @@ pub async fn taesd_round_trip(taesd: &Taesd, photo: &RgbaImage, size: usize, see
     let decoded = taesd.decode(latents.clone());
     let round_trip = read_images(decoded, size, size).await?.remove(0);
 
-    let values: Vec<f32> = latents.into_data_async().await.map_err(|e| crate::Error::readback("the latents", e))?.convert::<f32>().try_to_vec().map_err(|e| crate::Error::Other(format!("{e:?}")))?;
+    let values: Vec<f32> =
+        latents.into_data_async().await.map_err(|e| crate::Error::readback("the latents", e))?.convert::<f32>().try_to_vec().map_err(|e| crate::Error::Other(format!("{e:?}")))?;
     let n = values.len() as f64;
     let latent_mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
     let latent_std = (values.iter().map(|&v| (v as f64 - latent_mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -40,14 +41,5 @@ pub async fn taesd_round_trip(taesd: &Taesd, photo: &RgbaImage, size: usize, see
     let noise = crate::rng::batch_noise(seed, 0, 1, [c, h, w], device);
     let random = read_images(taesd.decode(noise * latent_std + latent_mean), size, size).await?.remove(0);
 
-    Ok(RoundTrip {
-        psnr_db: psnr_db(&input, &round_trip),
-        random_psnr_db: psnr_db(&input, &random),
-        input,
-        round_trip,
-        random,
-        latent_shape,
-        latent_mean,
-        latent_std,
-    })
+    Ok(RoundTrip { psnr_db: psnr_db(&input, &round_trip), random_psnr_db: psnr_db(&input, &random), input, round_trip, random, latent_shape, latent_mean, latent_std })
 }

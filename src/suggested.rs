@@ -58,11 +58,7 @@ const GUIDANCE: f64 = 7.5;
 
 impl Suggested {
     pub fn infer(unet: &UNetConfig, vae: &VaeConfig, scheduler_config: &SchedulerConfig, hints: &Hints) -> Self {
-        let scheduler = scheduler_config
-            .class_name
-            .as_deref()
-            .and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas))
-            .unwrap_or(SchedulerKind::Euler);
+        let scheduler = scheduler_config.class_name.as_deref().and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas)).unwrap_or(SchedulerKind::Euler);
         // As diffusers: the UNet's sample_size (latent pixels) times the VAE's downscale.
         let vae_scale = 1usize << vae.block_out_channels.len().saturating_sub(1);
         let side = unet.other.get("sample_size").and_then(serde_json::Value::as_u64).map(|s| s as usize * vae_scale).unwrap_or(512);
@@ -73,21 +69,13 @@ impl Suggested {
             SchedulerKind::Lcm => (4, 1.0),
             _ => (STEPS, GUIDANCE),
         };
-        Self {
-            scheduler,
-            steps: hints.steps.unwrap_or(steps),
-            guidance_scale: hints.guidance_scale.unwrap_or(guidance_scale),
-            width: side,
-            height: side,
-        }
+        Self { scheduler, steps: hints.steps.unwrap_or(steps), guidance_scale: hints.guidance_scale.unwrap_or(guidance_scale), width: side, height: side }
     }
 
     /// The suggestion for a converted model, from its manifest alone: what the page shows (and
     /// fills in) before the model is loaded, and what loading it uses.
     pub fn for_manifest(manifest: &crate::weights::Manifest) -> crate::Result<Self> {
-        let config = |name: &str| {
-            manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| crate::Error::Other(format!("the model has no {name}")))
-        };
+        let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| crate::Error::Other(format!("the model has no {name}")));
         Ok(Self::infer(
             &UNetConfig::from_json(&config("unet")?)?,
             &VaeConfig::from_json(&config("vae")?)?,

@@ -78,9 +78,7 @@ impl ClipTokenizer {
     /// tokenizers' `pad_token` is "<|endoftext|>" and "!").
     pub fn new(pad_id: u32) -> Result<Self> {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(CLIP_MERGES_GZ)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::Other(format!("embedded clip_merges.txt.gz: {e}")))?;
+        flate2::read::GzDecoder::new(CLIP_MERGES_GZ).read_to_string(&mut text).map_err(|e| Error::Other(format!("embedded clip_merges.txt.gz: {e}")))?;
         Self::from_merges(&text, pad_id)
     }
 
@@ -104,11 +102,8 @@ impl ClipTokenizer {
     pub fn from_merges(text: &str, pad_id: u32) -> Result<Self> {
         let invalid = |what: String| Error::Other(format!("invalid CLIP merges: {what}"));
         let byte_chars = byte_alphabet();
-        let pairs: Vec<(&str, &str)> = text
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with("#version"))
-            .map(|l| l.split_once(' ').ok_or_else(|| invalid(format!("line {l:?}"))))
-            .collect::<Result<_>>()?;
+        let pairs: Vec<(&str, &str)> =
+            text.lines().filter(|l| !l.is_empty() && !l.starts_with("#version")).map(|l| l.split_once(' ').ok_or_else(|| invalid(format!("line {l:?}")))).collect::<Result<_>>()?;
         // CLIP lists the byte symbols by code point: the printable bytes, then the rest (256 on).
         let mut units = byte_chars;
         units.sort_unstable();
@@ -141,25 +136,13 @@ impl ClipTokenizer {
             specials.push(("!", 0));
         }
         let regex = |p: &str| Regex::new(p).expect("a valid pattern");
-        Ok(Self {
-            vocab,
-            merges,
-            byte_ids,
-            specials,
-            clip_pattern: regex(CLIP_PATTERN),
-            byte_level_pattern: regex(BYTE_LEVEL_PATTERN),
-            whitespace: regex(r"\s+"),
-            pad_id,
-        })
+        Ok(Self { vocab, merges, byte_ids, specials, clip_pattern: regex(CLIP_PATTERN), byte_level_pattern: regex(BYTE_LEVEL_PATTERN), whitespace: regex(r"\s+"), pad_id })
     }
 
     /// The padding id for a model whose tokenizer pads with `pad_token` (from its
     /// tokenizer_config.json / special_tokens_map.json).
     pub fn pad_id_for_token(&self, pad_token: &str) -> Result<u32> {
-        self.vocab
-            .get(pad_token)
-            .copied()
-            .ok_or_else(|| Error::UnsupportedConfig(format!("pad_token {pad_token:?} is not in the CLIP vocabulary")))
+        self.vocab.get(pad_token).copied().ok_or_else(|| Error::UnsupportedConfig(format!("pad_token {pad_token:?} is not in the CLIP vocabulary")))
     }
 
     /// The BPE ids of `text`, without BOS/EOS.
@@ -171,11 +154,7 @@ impl ClipTokenizer {
         let mut rest = normalized.as_str();
         while !rest.is_empty() {
             // The earliest special token (the longest where two start at once).
-            let next = self
-                .specials
-                .iter()
-                .filter_map(|&(s, id)| rest.find(s).map(|at| (at, std::cmp::Reverse(s.len()), id)))
-                .min();
+            let next = self.specials.iter().filter_map(|&(s, id)| rest.find(s).map(|at| (at, std::cmp::Reverse(s.len()), id))).min();
             let (plain, special) = match next {
                 Some((at, std::cmp::Reverse(len), id)) => (&rest[..at], Some((at + len, id))),
                 None => (rest, None),
@@ -207,11 +186,7 @@ impl ClipTokenizer {
         let last = word.len() - 1;
         let mut symbols: Vec<u32> = word.iter().enumerate().map(|(i, &b)| self.byte_ids[b as usize][usize::from(i == last)]).collect();
         loop {
-            let best = symbols
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, pair)| self.merges.get(&(pair[0], pair[1])).map(|&(rank, merged)| (rank, i, merged)))
-                .min();
+            let best = symbols.windows(2).enumerate().filter_map(|(i, pair)| self.merges.get(&(pair[0], pair[1])).map(|&(rank, merged)| (rank, i, merged))).min();
             let Some((_, i, merged)) = best else { break };
             symbols[i] = merged;
             symbols.remove(i + 1);

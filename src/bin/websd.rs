@@ -46,7 +46,24 @@ mod flags {
         ("memory", &["--model", "--size", "--dtype", "--batch"], &[], 0),
         (
             "generate",
-            &["--model", "--prompt", "--negative", "--steps", "--guidance", "--seed", "--width", "--height", "--scheduler", "--batch", "--clip-skip", "--init", "--strength", "--device", "--dtype", "--out"],
+            &[
+                "--model",
+                "--prompt",
+                "--negative",
+                "--steps",
+                "--guidance",
+                "--seed",
+                "--width",
+                "--height",
+                "--scheduler",
+                "--batch",
+                "--clip-skip",
+                "--init",
+                "--strength",
+                "--device",
+                "--dtype",
+                "--out",
+            ],
             &["--taesd", "--cpu"],
             1,
         ),
@@ -201,7 +218,10 @@ mod cli {
     }
 
     pub fn memory(args: &[String]) -> Result<(), String> {
-        use websd::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+        use websd::model::{
+            clip::ClipConfig,
+            config::{UNetConfig, VaeConfig},
+        };
         let (unet, clip) = match opt(args, "--model", "sd15") {
             "sd15" => (UNetConfig::sd15(), ClipConfig::sd1()),
             "sd21" => (UNetConfig::sd21(), ClipConfig::sd2()),
@@ -442,7 +462,10 @@ mod cli {
 
     /// `websd sizes`: the download of a real model under each storage choice.
     pub fn sizes(args: &[String]) -> Result<(), String> {
-        use websd::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+        use websd::model::{
+            clip::ClipConfig,
+            config::{UNetConfig, VaeConfig},
+        };
         let model = opt(args, "--model", "sd15");
         let (text, unet) = match model {
             "sd15" => (ClipConfig::sd1(), UNetConfig::sd15()),

@@ -12,13 +12,7 @@ pub const DEFAULT_SCORE_BUDGET: usize = 64 << 20;
 
 /// softmax(q·kᵀ·scale [+ causal mask])·v for q `[B, H, Sq, Dh]`, k/v `[B, H, Sk, Dh]`.
 /// Scores and softmax are computed in f32 even when the inputs are f16.
-pub fn scaled_dot_product_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    causal: bool,
-    score_budget: usize,
-) -> Tensor<4> {
+pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, score_budget: usize) -> Tensor<4> {
     let [b, h, sq, dh] = q.dims();
     let sk = k.dims()[2];
     let scale = (dh as f64).powf(-0.5);

@@ -62,15 +62,19 @@ impl ClipConfig {
 
     /// SD 1.x: openai/clip-vit-large-patch14's text tower.
     pub fn sd1() -> Self {
-        Self::from_json(r#"{"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-            "num_hidden_layers": 12, "hidden_act": "quick_gelu", "eos_token_id": 2}"#)
+        Self::from_json(
+            r#"{"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+            "num_hidden_layers": 12, "hidden_act": "quick_gelu", "eos_token_id": 2}"#,
+        )
         .expect("built-in config")
     }
 
     /// SD 2.x / SD-Turbo: OpenCLIP ViT-H/14's text tower with its last layer dropped (23 layers).
     pub fn sd2() -> Self {
-        Self::from_json(r#"{"vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-            "num_hidden_layers": 23, "hidden_act": "gelu", "eos_token_id": 2}"#)
+        Self::from_json(
+            r#"{"vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+            "num_hidden_layers": 23, "hidden_act": "gelu", "eos_token_id": 2}"#,
+        )
         .expect("built-in config")
     }
 }
@@ -113,13 +117,8 @@ impl EncoderLayer {
         let [b, n, d] = x.dims();
         let h = self.layer_norm1.forward(x.clone());
         let split = |t: Tensor<3>| t.reshape([b, n, self.heads, d / self.heads]).swap_dims(1, 2);
-        let attn = scaled_dot_product_attention(
-            split(self.q_proj.forward(h.clone())),
-            split(self.k_proj.forward(h.clone())),
-            split(self.v_proj.forward(h)),
-            true,
-            DEFAULT_SCORE_BUDGET,
-        );
+        let attn =
+            scaled_dot_product_attention(split(self.q_proj.forward(h.clone())), split(self.k_proj.forward(h.clone())), split(self.v_proj.forward(h)), true, DEFAULT_SCORE_BUDGET);
         let x = x + self.out_proj.forward(attn.swap_dims(1, 2).reshape([b, n, d]));
         let h = self.fc1.forward(self.layer_norm2.forward(x.clone()));
         let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
@@ -165,17 +164,11 @@ impl ClipTextModel {
             .map(|r0| w.tensor_rows("embeddings.token_embedding.weight", [c.vocab_size, d], r0..(r0 + chunk_rows).min(c.vocab_size)))
             .collect::<Result<Vec<_>>>()?;
         let position_embedding = w.tensor("embeddings.position_embedding.weight", [c.max_position_embeddings, d])?;
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| EncoderLayer::load(w, &format!("encoder.layers.{i}"), c))
-            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_hidden_layers).map(|i| EncoderLayer::load(w, &format!("encoder.layers.{i}"), c)).collect::<Result<Vec<_>>>()?;
         let final_layer_norm = w.layer_norm("final_layer_norm", d, c.layer_norm_eps)?;
         // position_ids is a non-persistent buffer in transformers but older checkpoints store it;
         // a projection head (CLIPTextModelWithProjection) is not used by SD 1.x/2.x.
-        let unused: Vec<String> = w
-            .unused("")
-            .into_iter()
-            .filter(|n| !n.ends_with("embeddings.position_ids") && !n.starts_with("text_projection"))
-            .collect();
+        let unused: Vec<String> = w.unused("").into_iter().filter(|n| !n.ends_with("embeddings.position_ids") && !n.starts_with("text_projection")).collect();
         if !unused.is_empty() {
             return Err(Error::UnexpectedTensors(unused));
         }
@@ -266,10 +259,7 @@ impl ClipTextModel {
                 }
             })
             .collect();
-        let pooled = Tensor::cat(
-            positions.iter().enumerate().map(|(i, &p)| hidden.clone().slice([i..i + 1, p..p + 1]).reshape([1, hidden.dims()[2]])).collect(),
-            0,
-        );
+        let pooled = Tensor::cat(positions.iter().enumerate().map(|(i, &p)| hidden.clone().slice([i..i + 1, p..p + 1]).reshape([1, hidden.dims()[2]])).collect(), 0);
         Ok(ClipOutput { hidden, pooled })
     }
 }

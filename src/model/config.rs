@@ -131,13 +131,7 @@ const UNET_OFF_VALUES: &[(&str, &[&str])] = &[
 
 /// Keys that do not change the computation: metadata, training-only settings, and settings read
 /// only together with an embedding that UNET_OFF_VALUES already requires to be off.
-const UNET_IGNORED: &[&str] = &[
-    "sample_size",
-    "dropout",
-    "addition_time_embed_dim",
-    "addition_embed_type_num_heads",
-    "projection_class_embeddings_input_dim",
-];
+const UNET_IGNORED: &[&str] = &["sample_size", "dropout", "addition_time_embed_dim", "addition_embed_type_num_heads", "projection_class_embeddings_input_dim"];
 
 /// Whether a config key we do not model leaves the computation as we implement it. Unknown keys
 /// are refused unless null: a newer diffusers option must not be silently ignored.

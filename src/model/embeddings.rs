@@ -2,8 +2,8 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::TensorData;
+use burn::tensor::activation::silu;
 
 use crate::error::{Error, Result};
 use crate::weights::WeightLoader;

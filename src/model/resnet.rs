@@ -55,11 +55,7 @@ impl ResnetBlock2D {
             },
             norm2: w.group_norm(&format!("{prefix}.norm2"), s.groups, cout, s.eps)?,
             conv2: w.conv2d(&format!("{prefix}.conv2"), cout, cout, 3, 1, 1, true)?,
-            conv_shortcut: if cin != cout {
-                Some(w.conv2d(&format!("{prefix}.conv_shortcut"), cin, cout, 1, 1, 0, true)?)
-            } else {
-                None
-            },
+            conv_shortcut: if cin != cout { Some(w.conv2d(&format!("{prefix}.conv_shortcut"), cin, cout, 1, 1, 0, true)?) } else { None },
             output_scale_factor: s.output_scale_factor,
         })
     }

@@ -26,10 +26,7 @@ struct FeedForward {
 impl FeedForward {
     fn load(w: &mut WeightLoader, prefix: &str, dim: usize) -> Result<Self> {
         let inner = dim * 4;
-        Ok(Self {
-            proj: w.linear(&format!("{prefix}.net.0.proj"), dim, inner * 2, true)?,
-            out: w.linear(&format!("{prefix}.net.2"), inner, dim, true)?,
-        })
+        Ok(Self { proj: w.linear(&format!("{prefix}.net.0.proj"), dim, inner * 2, true)?, out: w.linear(&format!("{prefix}.net.2"), inner, dim, true)? })
     }
 
     /// Tokens are independent, so long sequences go through in chunks: the GEGLU projection is
@@ -128,9 +125,8 @@ impl Transformer2D {
         };
         let norm = w.group_norm(&format!("{prefix}.norm"), s.groups, channels, 1e-6)?;
         let proj_in = proj(w, "proj_in")?;
-        let blocks = (0..s.layers)
-            .map(|i| BasicTransformerBlock::load(w, &format!("{prefix}.transformer_blocks.{i}"), channels, s.heads, s.context_dim))
-            .collect::<Result<Vec<_>>>()?;
+        let blocks =
+            (0..s.layers).map(|i| BasicTransformerBlock::load(w, &format!("{prefix}.transformer_blocks.{i}"), channels, s.heads, s.context_dim)).collect::<Result<Vec<_>>>()?;
         let proj_out = proj(w, "proj_out")?;
         Ok(Self { norm, proj_in, blocks, proj_out })
     }
@@ -173,14 +169,7 @@ pub struct BlockSpec {
 
 impl BlockSpec {
     fn resnet(&self, cin: usize, cout: usize) -> ResnetSpec {
-        ResnetSpec {
-            in_channels: cin,
-            out_channels: cout,
-            temb_channels: Some(self.temb_channels),
-            groups: self.groups,
-            eps: self.eps,
-            output_scale_factor: 1.0,
-        }
+        ResnetSpec { in_channels: cin, out_channels: cout, temb_channels: Some(self.temb_channels), groups: self.groups, eps: self.eps, output_scale_factor: 1.0 }
     }
 }
 

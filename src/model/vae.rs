@@ -313,11 +313,7 @@ fn blend_edge(a: &Tensor<4>, b: Tensor<4>, extent: usize, dim: usize) -> Tensor<
     let wa = wb.clone().neg().add_scalar(1.0);
     let a_edge = a.clone().narrow(dim, a.dims()[dim] - extent, extent);
     let head = a_edge * wa + b.clone().narrow(dim, 0, extent) * wb;
-    if extent == len_b {
-        head
-    } else {
-        Tensor::cat(vec![head, b.narrow(dim, extent, len_b - extent)], dim)
-    }
+    if extent == len_b { head } else { Tensor::cat(vec![head, b.narrow(dim, extent, len_b - extent)], dim) }
 }
 
 /// Bytes of the VAE decoder's largest activation for one [1, C, h, w] latent in f32: each up

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, missing_noise, round_half_even, spaced_timesteps, x0_and_eps, x0_clip_range, clip_x0};
+use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, clip_x0, ddpm_add_noise, missing_noise, round_half_even, spaced_timesteps, x0_and_eps, x0_clip_range};
 use crate::error::Result;
 
 pub struct Ddim {

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, arange_down, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, interp, karras_sigmas, linspace, round_half_even, sigma_to_t, train_sigmas};
+use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, arange_down, ddpm_add_noise, interp, karras_sigmas, linspace, round_half_even, sigma_to_t, train_sigmas};
 use crate::error::Result;
 
 pub struct DpmSolver {
@@ -28,9 +28,7 @@ impl DpmSolver {
                 let ratio = train / (steps + 1);
                 (1..=steps).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
             }
-            Spacing::Trailing => {
-                arange_down(train as f64, train as f64 / steps as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect()
-            }
+            Spacing::Trailing => arange_down(train as f64, train as f64 / steps as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect(),
         };
         let all = train_sigmas(&alphas_cumprod);
         let mut sigmas: Vec<f64> = if karras {

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, Scheduler, SchedulerConfig, StepOutput, ddpm_add_noise, missing_noise, x0_and_eps, x0_clip_range, clip_x0};
+use super::{Prediction, Scheduler, SchedulerConfig, StepOutput, clip_x0, ddpm_add_noise, missing_noise, x0_and_eps, x0_clip_range};
 use crate::error::Result;
 
 pub struct Lcm {

@@ -18,12 +18,7 @@ const ORDER: usize = 4;
 
 /// ∫ from σ_i to σ_{i+1} of the Lagrange polynomial for past point `current` among `order`.
 fn coefficient(sigmas: &[f64], order: usize, i: usize, current: usize) -> f64 {
-    let basis = |tau: f64| {
-        (0..order)
-            .filter(|&k| k != current)
-            .map(|k| (tau - sigmas[i - k]) / (sigmas[i - current] - sigmas[i - k]))
-            .product::<f64>()
-    };
+    let basis = |tau: f64| (0..order).filter(|&k| k != current).map(|k| (tau - sigmas[i - k]) / (sigmas[i - current] - sigmas[i - k])).product::<f64>();
     // 4-point Gauss–Legendre is exact for the degree ≤ 3 polynomials here.
     const NODES: [(f64, f64); 4] = [
         (-0.861_136_311_594_052_6, 0.347_854_845_137_453_9),

@@ -184,9 +184,7 @@ pub fn spaced_timesteps(spacing: Spacing, n: usize, config: &SchedulerConfig) ->
             let ratio = train / n;
             (0..n).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
         }
-        Spacing::Trailing => {
-            arange_down(train as f64, train as f64 / n as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect()
-        }
+        Spacing::Trailing => arange_down(train as f64, train as f64 / n as f64).into_iter().map(|t| round_half_even(t) - 1.0).collect(),
     }
 }
 
@@ -288,16 +286,7 @@ pub enum SchedulerKind {
 }
 
 impl SchedulerKind {
-    pub const ALL: [SchedulerKind; 8] = [
-        Self::Ddim,
-        Self::Euler,
-        Self::EulerAncestral,
-        Self::DpmPP2M,
-        Self::DpmPP2MKarras,
-        Self::Lms,
-        Self::Lcm,
-        Self::Pndm,
-    ];
+    pub const ALL: [SchedulerKind; 8] = [Self::Ddim, Self::Euler, Self::EulerAncestral, Self::DpmPP2M, Self::DpmPP2MKarras, Self::Lms, Self::Lcm, Self::Pndm];
 
     pub fn name(self) -> &'static str {
         match self {

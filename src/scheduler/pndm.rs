@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 
-use super::{Prediction, arange_down, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise, linspace, round_half_even, x0_and_eps};
+use super::{Prediction, Scheduler, SchedulerConfig, Spacing, StepOutput, arange_down, ddpm_add_noise, linspace, round_half_even, x0_and_eps};
 use crate::error::{Error, Result};
 
 pub struct Pndm {
@@ -27,9 +27,7 @@ impl Pndm {
         let base: Vec<f64> = match config.spacing(Spacing::Leading)? {
             Spacing::Linspace => linspace(0.0, (train - 1) as f64, steps).into_iter().map(round_half_even).collect(),
             Spacing::Leading => (0..steps).map(|i| (i * (train / steps) + config.steps_offset) as f64).collect(),
-            Spacing::Trailing => {
-                arange_down(train as f64, train as f64 / steps as f64).into_iter().rev().map(|t| round_half_even(t) - 1.0).collect()
-            }
+            Spacing::Trailing => arange_down(train as f64, train as f64 / steps as f64).into_iter().rev().map(|t| round_half_even(t) - 1.0).collect(),
         };
         if steps == 0 {
             return Err(Error::InvalidRequest("PNDM needs at least 1 step".into()));

@@ -57,8 +57,7 @@ fn js_error(message: impl std::fmt::Display) -> JsValue {
 }
 
 fn device() -> Result<Device, JsValue> {
-    GPU.with(|gpu| gpu.borrow().as_ref().map(|(d, _, _)| d.clone()))
-        .ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))
+    GPU.with(|gpu| gpu.borrow().as_ref().map(|(d, _, _)| d.clone())).ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))
 }
 
 /// Opens the WebGPU adapter and device through burn; returns the adapter's name, backend,
@@ -145,9 +144,8 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
         |_, entry| {
             let get_shard = get_shard.clone();
             async move {
-                let promise = get_shard
-                    .call1(&JsValue::NULL, &JsValue::from_str(&entry.sha256))
-                    .map_err(|e| crate::Error::Other(format!("reading shard {}: {e:?}", entry.file)))?;
+                let promise =
+                    get_shard.call1(&JsValue::NULL, &JsValue::from_str(&entry.sha256)).map_err(|e| crate::Error::Other(format!("reading shard {}: {e:?}", entry.file)))?;
                 let value = JsFuture::from(Promise::resolve(&promise))
                     .await
                     .map_err(|e| crate::Error::Other(format!("shard {} is not in storage: {}", entry.file, e.as_string().unwrap_or_default())))?;
@@ -297,11 +295,7 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
     let text = |k: &str, default: &str| get(k).and_then(|v| v.as_string()).unwrap_or_else(|| default.to_string());
     let number = |k: &str, default: f64| get(k).and_then(|v| v.as_f64()).unwrap_or(default) as usize;
     let model_arg = text("model", "sd15");
-    let model = if model_arg.trim_start().starts_with('{') {
-        Model::from_manifest(&Manifest::parse(model_arg.as_bytes())?)?
-    } else {
-        Model::parse(&model_arg)?
-    };
+    let model = if model_arg.trim_start().starts_with('{') { Model::from_manifest(&Manifest::parse(model_arg.as_bytes())?)? } else { Model::parse(&model_arg)? };
     let dtype = match text("dtype", "f32").as_str() {
         "f16" if info.shader_f16 => burn::tensor::FloatDType::F16,
         "f16" => return Err(invalid_request("this GPU has no shader-f16: benchmark f32")),

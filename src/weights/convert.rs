@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use super::manifest::{ByteRange, FORMAT, Manifest, QuantParams, Q4_BLOCK, ShardEntry, StorageDtype, TensorEntry, TokenizerInfo, VERSION};
+use super::manifest::{ByteRange, FORMAT, Manifest, Q4_BLOCK, QuantParams, ShardEntry, StorageDtype, TensorEntry, TokenizerInfo, VERSION};
 use super::quant::{self, Matrix};
 use super::shards::sha256_hex;
 use crate::error::{Error, Result};
@@ -384,11 +384,7 @@ impl Job<'_> {
         row.bytes += total as u64;
         let (shard, _) = self.writer.place(group, total)?;
         let d = self.writer.push(&data);
-        let quant = scales.map(|s| QuantParams {
-            block,
-            scales: self.writer.push(&s),
-            mins: mins.map(|m| self.writer.push(&m)),
-        });
+        let quant = scales.map(|s| QuantParams { block, scales: self.writer.push(&s), mins: mins.map(|m| self.writer.push(&m)) });
         self.tensors.push(TensorEntry {
             component: component.to_string(),
             name: name.to_string(),
@@ -411,7 +407,10 @@ fn read_json(path: &Path) -> Result<Value> {
 /// Parses each config as the loader will (before any shard is written): a model the loader would
 /// refuse is refused here, with the loader's message.
 fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Result<()> {
-    use crate::model::{clip::ClipConfig, config::{UNetConfig, VaeConfig}};
+    use crate::model::{
+        clip::ClipConfig,
+        config::{UNetConfig, VaeConfig},
+    };
     ClipConfig::from_json(&components["text_encoder"].to_string())?;
     UNetConfig::from_json(&components["unet"].to_string())?;
     VaeConfig::from_json(&components["vae"].to_string())?;
@@ -431,11 +430,7 @@ fn tokenizer_info(root: Option<&Path>, text_config: &Value) -> TokenizerInfo {
         Some(_) => false,
         None => text_config.get("hidden_act").and_then(Value::as_str) == Some("gelu"),
     };
-    if sd2 {
-        TokenizerInfo { variant: "clip-sd2".into(), pad_token_id: 0 }
-    } else {
-        TokenizerInfo { variant: "clip-sd1".into(), pad_token_id: 49407 }
-    }
+    if sd2 { TokenizerInfo { variant: "clip-sd2".into(), pad_token_id: 0 } } else { TokenizerInfo { variant: "clip-sd1".into(), pad_token_id: 49407 } }
 }
 
 /// Canonical text-encoder names: without the `text_model.` prefix (transformers 5's form).
@@ -558,9 +553,7 @@ pub fn size_table(c: &Converted) -> String {
         shards.iter().map(|&i| m.shards[i as usize].size).sum()
     };
     let all = shard_bytes(&|_| true);
-    let txt2img = shard_bytes(&|t| {
-        t.component != "taesd" && !(t.component == "vae" && (t.name.starts_with("encoder.") || t.name.starts_with("quant_conv.")))
-    });
+    let txt2img = shard_bytes(&|t| t.component != "taesd" && !(t.component == "vae" && (t.name.starts_with("encoder.") || t.name.starts_with("quant_conv."))));
     s += &format!("tensor bytes {:.2} MB; {} shards, {:.2} MB in all\n", total as f64 / 1e6, m.shards.len(), all as f64 / 1e6);
     s += &format!("text-to-image download (text encoder, UNet, VAE decoder): {:.3} GB\n", txt2img as f64 / 1e9);
     s

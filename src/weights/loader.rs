@@ -46,13 +46,7 @@ pub struct WeightLoader<'a> {
 
 impl<'a> WeightLoader<'a> {
     pub fn new(source: &'a mut dyn TensorSource, device: &Device) -> Self {
-        Self {
-            source,
-            device: device.clone(),
-            dtype: FloatDType::F32,
-            optional_prefixes: Vec::new(),
-            used: BTreeSet::new(),
-        }
+        Self { source, device: device.clone(), dtype: FloatDType::F32, optional_prefixes: Vec::new(), used: BTreeSet::new() }
     }
 
     /// Store parameters in `dtype` (they are read as f32 and cast on the device).
@@ -121,16 +115,7 @@ impl<'a> WeightLoader<'a> {
     }
 
     /// A torch `nn.Conv2d` with a square kernel and symmetric padding.
-    pub fn conv2d(
-        &mut self,
-        prefix: &str,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        bias: bool,
-    ) -> Result<Conv2d> {
+    pub fn conv2d(&mut self, prefix: &str, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Result<Conv2d> {
         let weight = self.param(&format!("{prefix}.weight"), [c_out, c_in, kernel, kernel])?;
         let bias = if bias { Some(self.param(&format!("{prefix}.bias"), [c_out])?) } else { None };
         Ok(Conv2d {
@@ -176,11 +161,7 @@ impl<'a> WeightLoader<'a> {
 
     /// Names of the source's tensors under `prefix` (empty: all) that no module used.
     pub fn unused(&self, prefix: &str) -> Vec<String> {
-        self.source
-            .names()
-            .into_iter()
-            .filter(|n| n.starts_with(prefix) && !self.used.contains(n))
-            .collect()
+        self.source.names().into_iter().filter(|n| n.starts_with(prefix) && !self.used.contains(n)).collect()
     }
 
     /// Fails when tensors under `prefix` were left unused: a config that does not match the file.

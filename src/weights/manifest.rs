@@ -239,28 +239,14 @@ impl Manifest {
             return Err(WeightsError::UnsupportedVersion { found: raw.version });
         }
         if raw.tensors.len() > MAX_ENTRIES || raw.shards.len() > MAX_ENTRIES {
-            return Err(WeightsError::Malformed(format!(
-                "{} tensors and {} shards: more than {MAX_ENTRIES}",
-                raw.tensors.len(),
-                raw.shards.len()
-            )));
+            return Err(WeightsError::Malformed(format!("{} tensors and {} shards: more than {MAX_ENTRIES}", raw.tensors.len(), raw.shards.len())));
         }
         let tensors = raw
             .tensors
             .into_iter()
             .map(|t| {
-                let dtype = StorageDtype::parse(&t.dtype)
-                    .ok_or_else(|| WeightsError::UnknownDtype { tensor: full_name(&t.component, &t.name), dtype: t.dtype.clone() })?;
-                Ok(TensorEntry {
-                    component: t.component,
-                    name: t.name,
-                    shape: t.shape,
-                    dtype,
-                    shard: t.shard,
-                    offset: t.offset,
-                    length: t.length,
-                    quant: t.quant,
-                })
+                let dtype = StorageDtype::parse(&t.dtype).ok_or_else(|| WeightsError::UnknownDtype { tensor: full_name(&t.component, &t.name), dtype: t.dtype.clone() })?;
+                Ok(TensorEntry { component: t.component, name: t.name, shape: t.shape, dtype, shard: t.shard, offset: t.offset, length: t.length, quant: t.quant })
             })
             .collect::<Result<Vec<_>, WeightsError>>()?;
         let manifest = Manifest {
@@ -323,20 +309,15 @@ impl Manifest {
         }
         let rows = t.shape[0];
         let cols = numel / rows;
-        let shard = self.shards.get(t.shard as usize).filter(|_| t.shard < self.shards.len() as u64).ok_or_else(|| {
-            WeightsError::NoSuchShard { tensor: tensor.to_string(), shard: t.shard, count: self.shards.len() }
+        let shard = self.shards.get(t.shard as usize).filter(|_| t.shard < self.shards.len() as u64).ok_or_else(|| WeightsError::NoSuchShard {
+            tensor: tensor.to_string(),
+            shard: t.shard,
+            count: self.shards.len(),
         })?;
         let in_shard = |what: &'static str, r: ByteRange| {
             let end = r.offset.checked_add(r.length);
             if end.is_none_or(|end| end > shard.size) {
-                return Err(WeightsError::OutOfShard {
-                    tensor: tensor.to_string(),
-                    what,
-                    shard: t.shard,
-                    offset: r.offset,
-                    length: r.length,
-                    shard_size: shard.size,
-                });
+                return Err(WeightsError::OutOfShard { tensor: tensor.to_string(), what, shard: t.shard, offset: r.offset, length: r.length, shard_size: shard.size });
             }
             Ok(())
         };
@@ -368,10 +349,7 @@ impl Manifest {
                     (rows, numel)
                 } else {
                     if q.block != Q4_BLOCK as u64 || cols % Q4_BLOCK as u64 != 0 {
-                        return Err(bad_quant(format!(
-                            "q4 needs block {Q4_BLOCK} dividing the row length {cols}, found block {}",
-                            q.block
-                        )));
+                        return Err(bad_quant(format!("q4 needs block {Q4_BLOCK} dividing the row length {cols}, found block {}", q.block)));
                     }
                     (numel / Q4_BLOCK as u64, numel / 2)
                 };

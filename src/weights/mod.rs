@@ -18,7 +18,7 @@ pub mod shards;
 pub mod single_file;
 
 pub use loader::{TensorSource, WeightLoader};
-pub use random::RandomSource;
 pub use manifest::{Manifest, WeightsError};
+pub use random::RandomSource;
 pub use safetensors::SafetensorsSource;
 pub use shards::{ManifestSource, ShardStore};

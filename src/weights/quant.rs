@@ -84,12 +84,7 @@ pub fn quantize_q4(values: &[f32], m: Matrix, with_min: bool) -> Quantized {
 /// CPU dequantization (the converter's error report and tests; loading uses the device path).
 pub fn dequantize_cpu(q: &Quantized, m: Matrix, q4: bool) -> Vec<f32> {
     if !q4 {
-        return q
-            .data
-            .chunks_exact(m.cols.max(1))
-            .zip(&q.scales)
-            .flat_map(|(row, s)| row.iter().map(move |&b| (b as i8) as f32 * s.to_f32()))
-            .collect();
+        return q.data.chunks_exact(m.cols.max(1)).zip(&q.scales).flat_map(|(row, s)| row.iter().map(move |&b| (b as i8) as f32 * s.to_f32())).collect();
     }
     let codes = q.data.iter().flat_map(|b| [b & 15, b >> 4]);
     let per_block = |i: usize| (i / Q4_BLOCK, q.scales[i / Q4_BLOCK].to_f32());
@@ -127,9 +122,7 @@ fn int_words(bytes: &[u8], device: &Device) -> Tensor<1, Int> {
 fn unpack(words: Tensor<1, Int>, bits: u32, per_word: usize) -> Tensor<1, Int> {
     let mask = (1i64 << bits) - 1;
     let n = words.dims()[0];
-    let fields: Vec<Tensor<1, Int>> = (0..per_word)
-        .map(|k| words.clone().bitwise_right_shift_scalar((k as u32 * bits) as i64).bitwise_and_scalar(mask))
-        .collect();
+    let fields: Vec<Tensor<1, Int>> = (0..per_word).map(|k| words.clone().bitwise_right_shift_scalar((k as u32 * bits) as i64).bitwise_and_scalar(mask)).collect();
     Tensor::stack::<2>(fields, 1).reshape([n * per_word])
 }
 
@@ -229,11 +222,7 @@ mod tests {
         for (q4, with_min) in [(false, false), (true, false), (true, true)] {
             let q = if q4 { quantize_q4(&x, m, with_min) } else { quantize_q8(&x, m) };
             let cpu = dequantize_cpu(&q, m, q4);
-            let dev = if q4 {
-                dequantize_q4(&q.data, &q.scales, q.mins.as_deref(), m, &device)
-            } else {
-                dequantize_q8(&q.data, &q.scales, m, &device)
-            };
+            let dev = if q4 { dequantize_q4(&q.data, &q.scales, q.mins.as_deref(), m, &device) } else { dequantize_q8(&q.data, &q.scales, m, &device) };
             let dev = dev.into_data().try_to_vec::<f32>().unwrap();
             assert_eq!(dev, cpu, "q4={q4} min={with_min}: device and CPU dequantization differ");
         }

@@ -59,10 +59,7 @@ impl SafetensorsSource {
             if self.entries.contains_key(&name) {
                 return Err(bad(format!("tensor `{name}` appears in more than one file")));
             }
-            self.entries.insert(
-                name,
-                Entry { file, dtype: info.dtype, shape: info.shape.clone(), start: data_start + start, end: data_start + end },
-            );
+            self.entries.insert(name, Entry { file, dtype: info.dtype, shape: info.shape.clone(), start: data_start + start, end: data_start + end });
         }
         self.files.push((what.to_string(), bytes));
         Ok(())
@@ -120,11 +117,7 @@ impl SafetensorsSource {
     /// Tensor `name` on `device` with rank `D` (for fixtures' inputs and references).
     pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
         let (values, shape) = self.read_f32(name)?;
-        let shape: [usize; D] = shape.clone().try_into().map_err(|_| Error::ShapeMismatch {
-            name: name.to_string(),
-            expected: vec![0; D],
-            found: shape,
-        })?;
+        let shape: [usize; D] = shape.clone().try_into().map_err(|_| Error::ShapeMismatch { name: name.to_string(), expected: vec![0; D], found: shape })?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 }

@@ -87,9 +87,7 @@ impl ShardStore {
     }
 
     fn entry(&self, index: usize) -> Result<&ShardEntry> {
-        self.shards.get(index).ok_or_else(|| {
-            WeightsError::ShardUnavailable { shard: index, file: format!("index {index} of {}", self.shards.len()) }.into()
-        })
+        self.shards.get(index).ok_or_else(|| WeightsError::ShardUnavailable { shard: index, file: format!("index {index} of {}", self.shards.len()) }.into())
     }
 
     /// The verified bytes of shard `index`.
@@ -169,10 +167,7 @@ impl ManifestSource {
     /// Rows `part` of tensor `name`: every format stores whole rows contiguously (q8 has one scale
     /// per row, q4's blocks of 32 lie within a row), so a row range is a byte range of each.
     fn load_part(&mut self, name: &str, shape: &[usize], part: std::ops::Range<usize>, device: &Device) -> Result<Tensor<1>> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| WeightsError::MissingTensor { component: self.component.clone(), tensor: name.to_string() })?;
+        let t = self.tensors.get(name).ok_or_else(|| WeightsError::MissingTensor { component: self.component.clone(), tensor: name.to_string() })?;
         let stored: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         if stored != shape {
             return Err(Error::ShapeMismatch { name: full_name(&t.component, name), expected: shape.to_vec(), found: stored });
@@ -184,9 +179,8 @@ impl ManifestSource {
         let tensor = full_name(&t.component, name);
         let range = |offset: u64, length: u64| -> Result<&[u8]> {
             let end = offset.checked_add(length).filter(|&e| e <= bytes.len() as u64);
-            end.map(|e| &bytes[offset as usize..e as usize]).ok_or_else(|| {
-                WeightsError::OutOfShard { tensor: tensor.clone(), what: "data", shard, offset, length, shard_size: bytes.len() as u64 }.into()
-            })
+            end.map(|e| &bytes[offset as usize..e as usize])
+                .ok_or_else(|| WeightsError::OutOfShard { tensor: tensor.clone(), what: "data", shard, offset, length, shard_size: bytes.len() as u64 }.into())
         };
         let (rows, cols) = t.rows_cols();
         if part.start > part.end || part.end > rows {

@@ -64,15 +64,11 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
         file.shape(&format!("{OPEN_CLIP}token_embedding.weight")).map(|s| s[1])
     } else {
         // Some SD 1.x files name the CLIP tower without its `text_model.` level (mapped below either way).
-        file.shape(&format!("{CLIP}text_model.embeddings.token_embedding.weight"))
-            .or_else(|| file.shape(&format!("{CLIP}embeddings.token_embedding.weight")))
-            .map(|s| s[1])
+        file.shape(&format!("{CLIP}text_model.embeddings.token_embedding.weight")).or_else(|| file.shape(&format!("{CLIP}embeddings.token_embedding.weight"))).map(|s| s[1])
     }
     .ok_or_else(|| Error::MissingTensor("text encoder token_embedding.weight".into()))?;
     if text_width != context {
-        return Err(Error::Other(format!(
-            "single file: the text encoder's width {text_width} differs from the UNet's context width {context}"
-        )));
+        return Err(Error::Other(format!("single file: the text encoder's width {text_width} differs from the UNet's context width {context}")));
     }
     let kind = if sd2 { "SD 2.x" } else { "SD 1.x" };
 
@@ -103,8 +99,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
         }
     };
     let usize_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
-    let layers_per_block = usize_of(&configs["unet"], "layers_per_block")
-        .ok_or_else(|| Error::UnsupportedConfig("unet config: layers_per_block must be a number".into()))?;
+    let layers_per_block = usize_of(&configs["unet"], "layers_per_block").ok_or_else(|| Error::UnsupportedConfig("unet config: layers_per_block must be a number".into()))?;
     let vae_levels = configs["vae"].get("up_block_types").and_then(Value::as_array).map(Vec::len).unwrap_or(4);
 
     let mut items = Vec::new();
@@ -145,11 +140,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
         }
     }
     if !unmapped.is_empty() {
-        return Err(Error::Other(format!(
-            "single file: {} tensor(s) with no diffusers name, e.g. `{}`",
-            unmapped.len(),
-            unmapped[0]
-        )));
+        return Err(Error::Other(format!("single file: {} tensor(s) with no diffusers name, e.g. `{}`", unmapped.len(), unmapped[0])));
     }
     if sd2 {
         // Diffusers' SD 2 text encoder has the OpenCLIP tower less its last block.
@@ -166,10 +157,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
 }
 
 fn count_resblocks(file: &SourceFile) -> usize {
-    file.names()
-        .filter_map(|n| n.strip_prefix(OPEN_CLIP)?.strip_prefix("transformer.resblocks.")?.split('.').next()?.parse::<usize>().ok())
-        .max()
-        .map_or(0, |m| m + 1)
+    file.names().filter_map(|n| n.strip_prefix(OPEN_CLIP)?.strip_prefix("transformer.resblocks.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1)
 }
 
 fn resnet_rename(rest: &str) -> String {
@@ -297,9 +285,7 @@ fn open_clip_names(rest: &str, resblocks: usize) -> Option<Vec<(String, Op)>> {
         return Some(vec![]);
     }
     let p = format!("encoder.layers.{i}");
-    let split = |kind: &str| {
-        Some(["q", "k", "v"].iter().enumerate().map(|(k, x)| (format!("{p}.self_attn.{x}_proj.{kind}"), Op::Third(k))).collect())
-    };
+    let split = |kind: &str| Some(["q", "k", "v"].iter().enumerate().map(|(k, x)| (format!("{p}.self_attn.{x}_proj.{kind}"), Op::Third(k))).collect());
     match t {
         "attn.in_proj_weight" => split("weight"),
         "attn.in_proj_bias" => split("bias"),

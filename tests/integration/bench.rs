@@ -19,10 +19,7 @@ fn bench_reports_every_component() {
     let mut heard = Vec::new();
     let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |row| heard.push(row.component.clone()))).unwrap();
     let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
-    assert_eq!(
-        names,
-        ["text encoder", "UNet step, batch 2 (CFG)", "UNet step, batch 1", "VAE decode", "TAESD decode", "txt2img image, 1 Euler steps, CFG"]
-    );
+    assert_eq!(names, ["text encoder", "UNet step, batch 2 (CFG)", "UNet step, batch 1", "VAE decode", "TAESD decode", "txt2img image, 1 Euler steps, CFG"]);
     assert_eq!(heard, names, "each row is reported as it is measured");
     let table = bench::table(&report);
     for row in &report.rows {

@@ -70,7 +70,14 @@ impl TensorSource for Broken {
             return self.inner.shape(self.hide);
         }
         if name == self.hide {
-            return if self.reshape { self.inner.shape(name).map(|mut s| { s[0] += 1; s }) } else { None };
+            return if self.reshape {
+                self.inner.shape(name).map(|mut s| {
+                    s[0] += 1;
+                    s
+                })
+            } else {
+                None
+            };
         }
         self.inner.shape(name)
     }

@@ -31,8 +31,7 @@ fn load(kind: &str, text: &str) -> Option<Result<(), String>> {
 #[test]
 fn published_configs_load_or_are_refused_by_name() {
     let index: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(corpus().join("index.json")).unwrap()).unwrap();
-    let expected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(corpus().join("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(corpus().join("expected.json")).unwrap()).unwrap();
     assert!(index.len() >= 75, "{} files", index.len());
     let (mut loaded, mut refused, mut failures) = (0, 0, Vec::new());
     for entry in &index {

@@ -68,19 +68,16 @@ fn rewrite(path: &Path, change: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(S
             kept.push(t);
         }
     }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = kept
-        .iter()
-        .map(|(n, s, v)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(v)).unwrap()))
-        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> =
+        kept.iter().map(|(n, s, v)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(v)).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 #[test]
 fn broken_fixtures_become_failed_rows() {
     // A weight missing: the component fails to load and says which tensor.
-    let dir = broken_copy("taesd", "weights", |d| {
-        rewrite(&d.join("diffusion_pytorch_model.safetensors"), |n, s, v| (n != "decoder.layers.3.conv.2.weight").then(|| (n.into(), s, v)))
-    });
+    let dir =
+        broken_copy("taesd", "weights", |d| rewrite(&d.join("diffusion_pytorch_model.safetensors"), |n, s, v| (n != "decoder.layers.3.conv.2.weight").then(|| (n.into(), s, v))));
     let rows = parity::run(&dir, &Device::flex(), FloatDType::F32).unwrap();
     assert_eq!(rows.len(), 1);
     let error = rows[0].error.as_deref().unwrap();

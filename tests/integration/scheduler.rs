@@ -56,14 +56,29 @@ macro_rules! trace_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { replay(stringify!($name)); } )* };
 }
 
-trace_tests!(ddim, ddim_eta, ddim_trailing_vpred, euler, euler_leading, euler_vpred_trailing, euler_ancestral, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, lms, sd_turbo, ddim_clip, lcm_clip);
+trace_tests!(
+    ddim,
+    ddim_eta,
+    ddim_trailing_vpred,
+    euler,
+    euler_leading,
+    euler_vpred_trailing,
+    euler_ancestral,
+    dpmpp_2m,
+    dpmpp_2m_karras,
+    lcm,
+    pndm,
+    lms,
+    sd_turbo,
+    ddim_clip,
+    lcm_clip
+);
 
 /// Every sampler × timestep_spacing × step count (1..=50 and up to 500) lays out the same
 /// timesteps as diffusers' `set_timesteps` (`make_scheduler_fixtures.py`, timesteps.json).
 #[test]
 fn timesteps_equal_diffusers_for_every_step_count() {
-    let tables: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("schedulers/timesteps.json")).unwrap()).unwrap();
+    let tables: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("schedulers/timesteps.json")).unwrap()).unwrap();
     let mut checked = 0;
     for (class, spacings) in tables.as_object().unwrap() {
         let kind = SchedulerKind::from_class(class, false).unwrap_or_else(|| panic!("no sampler for {class}"));

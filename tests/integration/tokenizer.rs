@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use websd::tokenizer::{ClipTokenizer, EOS};
 
 fn cases_path() -> PathBuf {
-    std::env::var_os("WEBSD_TOKENIZER_CASES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/cases.json"))
+    std::env::var_os("WEBSD_TOKENIZER_CASES").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/cases.json"))
 }
 
 #[test]
@@ -22,8 +20,7 @@ fn tokenizer_matches_transformers() {
     let mut failures = Vec::new();
     for case in &cases {
         let prompt = case["prompt"].as_str().expect("prompt");
-        let expected: Vec<u32> =
-            case["input_ids"].as_array().expect("input_ids").iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> = case["input_ids"].as_array().expect("input_ids").iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let pad = match case.get("pad_token").and_then(|p| p.as_str()) {
             Some(token) => tokenizer.pad_id_for_token(token).unwrap(),
             None => EOS,

@@ -1,9 +1,9 @@
 //! UNet2DConditionModel against diffusers' outputs on the fixtures.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use websd::model::config::UNetConfig;
 use websd::model::unet::UNet2DConditionModel;
-use burn::tensor::FloatDType;
 use websd::weights::{RandomSource, SafetensorsSource, WeightLoader};
 
 use crate::common::{assert_close, fixtures, parity, wgpu_device};
@@ -105,4 +105,3 @@ fn distilled_unet_layouts_build_and_run() {
     assert_eq!(out.dims(), [2, 4, 8, 12]);
     assert!(crate::common::values(out).iter().all(|x| x.is_finite()));
 }
-

@@ -267,17 +267,28 @@ fn corrupted_manifests_give_typed_errors() {
     assert!(matches!(Manifest::parse(b"{not json"), Err(WeightsError::Malformed(_))));
     assert!(matches!(edit(&|v| v["version"] = 2.into()), Err(WeightsError::UnsupportedVersion { found: 2 })));
     assert!(matches!(edit(&|v| v["format"] = "other".into()), Err(WeightsError::WrongFormat { .. })));
-    assert!(matches!(edit(&|v| { v.as_object_mut().unwrap().remove("tensors"); }), Err(WeightsError::Malformed(_))));
+    assert!(matches!(
+        edit(&|v| {
+            v.as_object_mut().unwrap().remove("tensors");
+        }),
+        Err(WeightsError::Malformed(_))
+    ));
     match edit(&|v| v["tensors"][q8]["dtype"] = "q3".into()) {
         Err(WeightsError::UnknownDtype { tensor, dtype }) => assert_eq!((tensor, dtype.as_str()), (name(q8), "q3")),
         other => panic!("{other:?}"),
     }
-    match edit(&|v| { let t = v["tensors"][0].clone(); v["tensors"].as_array_mut().unwrap().push(t); }) {
+    match edit(&|v| {
+        let t = v["tensors"][0].clone();
+        v["tensors"].as_array_mut().unwrap().push(t);
+    }) {
         Err(WeightsError::DuplicateTensor { tensor }) => assert_eq!(tensor, name(0)),
         other => panic!("{other:?}"),
     }
     // Bad offset: past the end of the shard.
-    match edit(&|v| { let size = v["shards"][0]["size"].clone(); v["tensors"][f16]["offset"] = size; }) {
+    match edit(&|v| {
+        let size = v["shards"][0]["size"].clone();
+        v["tensors"][f16]["offset"] = size;
+    }) {
         Err(WeightsError::OutOfShard { tensor, what: "data", .. }) => assert_eq!(tensor, name(f16)),
         other => panic!("{other:?}"),
     }
@@ -285,7 +296,10 @@ fn corrupted_manifests_give_typed_errors() {
     assert!(matches!(edit(&|v| v["tensors"][f16]["offset"] = u64::MAX.into()), Err(WeightsError::OutOfShard { .. })));
     assert!(matches!(edit(&|v| v["tensors"][q4]["quant"]["scales"]["offset"] = u64::MAX.into()), Err(WeightsError::OutOfShard { what: "scales", .. })));
     // Wrong shape: the stored length no longer fits.
-    match edit(&|v| { let d = v["tensors"][q8]["shape"][0].as_u64().unwrap(); v["tensors"][q8]["shape"][0] = (d + 1).into(); }) {
+    match edit(&|v| {
+        let d = v["tensors"][q8]["shape"][0].as_u64().unwrap();
+        v["tensors"][q8]["shape"][0] = (d + 1).into();
+    }) {
         Err(WeightsError::LengthMismatch { tensor, what: "data", .. }) => assert_eq!(tensor, name(q8)),
         other => panic!("{other:?}"),
     }
@@ -300,11 +314,19 @@ fn corrupted_manifests_give_typed_errors() {
     assert!(matches!(edit(&|v| v["shards"][0]["sha256"] = "zz".into()), Err(WeightsError::BadShardEntry { .. })));
     // Quantization parameters that do not fit the shape.
     assert!(matches!(
-        edit(&|v| { let l = v["tensors"][q4]["quant"]["scales"]["length"].as_u64().unwrap(); v["tensors"][q4]["quant"]["scales"]["length"] = (l - 2).into(); }),
+        edit(&|v| {
+            let l = v["tensors"][q4]["quant"]["scales"]["length"].as_u64().unwrap();
+            v["tensors"][q4]["quant"]["scales"]["length"] = (l - 2).into();
+        }),
         Err(WeightsError::LengthMismatch { what: "scales", .. })
     ));
     assert!(matches!(edit(&|v| v["tensors"][q4]["quant"]["block"] = 16.into()), Err(WeightsError::BadQuant { .. })));
-    assert!(matches!(edit(&|v| { v["tensors"][q8].as_object_mut().unwrap().remove("quant"); }), Err(WeightsError::BadQuant { .. })));
+    assert!(matches!(
+        edit(&|v| {
+            v["tensors"][q8].as_object_mut().unwrap().remove("quant");
+        }),
+        Err(WeightsError::BadQuant { .. })
+    ));
     assert!(matches!(edit(&|v| v["tensors"][f16]["component"] = "nope".into()), Err(WeightsError::MissingComponent(_))));
     // The untouched manifest is fine.
     assert!(parse(&c.json).is_ok());
@@ -546,11 +568,7 @@ fn q4_min_versus_symmetric() {
             let dir = TempDir::new("q4min");
             let opts = ConvertOptions { quant: Quant::Q4, q4_min, min_quant_elements: 256, ..Default::default() };
             let c = convert::convert(&fixtures().join(folder), &dir.0, &opts).unwrap();
-            let (num, den, bytes) = c
-                .sizes
-                .iter()
-                .filter(|((_, dtype), _)| dtype == "q4")
-                .fold((0.0, 0.0, 0), |(n, d, b), (_, r)| (n + r.err_num, d + r.err_den, b + r.bytes));
+            let (num, den, bytes) = c.sizes.iter().filter(|((_, dtype), _)| dtype == "q4").fold((0.0, 0.0, 0), |(n, d, b), (_, r)| (n + r.err_num, d + r.err_den, b + r.bytes));
             let err = (num / den).sqrt();
             println!("{folder} q4{}: relative error {err:.4e}, {bytes} bytes", if q4_min { " + min" } else { "" });
             errs.push(err);
@@ -720,13 +738,8 @@ fn single_file_variant(tag: &str, rename: impl Fn(&str) -> Option<String>, extra
     use safetensors::tensor::{Dtype, TensorView};
     let bytes = std::fs::read(fixtures().join("single_file/sd1.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut views: Vec<(String, TensorView)> = file
-        .tensors()
-        .into_iter()
-        .filter_map(|(name, view)| rename(&name).map(|n| (n, view)))
-        .collect();
-    let extra_bytes: Vec<(String, Vec<u8>, usize)> =
-        extra.iter().map(|(n, v)| (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len())).collect();
+    let mut views: Vec<(String, TensorView)> = file.tensors().into_iter().filter_map(|(name, view)| rename(&name).map(|n| (n, view))).collect();
+    let extra_bytes: Vec<(String, Vec<u8>, usize)> = extra.iter().map(|(n, v)| (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len())).collect();
     for (name, data, n) in &extra_bytes {
         views.push((name.clone(), TensorView::new(Dtype::F32, vec![*n], data).unwrap()));
     }

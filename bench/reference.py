@@ -6,7 +6,7 @@ machine gives the ratio. See docs/PERFORMANCE.md.
     python bench/reference.py [--model sd15|sd21|sd-turbo] [--device cuda|cpu] [--dtype f32|f16]
         [--size 512] [--runs 5] [--warmup 1] [--only text,unet,vae,taesd[,image]] [--steps N]
         [--vae-dtype f32|f16]
-    python bench/reference.py --count-flops     # the c + a·s² + b·s⁴ counts src/bench.rs uses
+    python bench/reference.py --count-flops     # the c + a·s² + b·s⁴ counts src/tools/bench.rs uses
 
 f32 runs with TF32 off (what WebGPU's f32 computes). The VAE and TAESD run in f32 as websd's
 pipeline runs them, unless --vae-dtype f16. Written against diffusers 0.42.1 and transformers 5.24

@@ -75,13 +75,8 @@ impl Suggested {
     /// The suggestion for a converted model, from its manifest alone: what the page shows (and
     /// fills in) before the model is loaded, and what loading it uses.
     pub fn for_manifest(manifest: &crate::weights::Manifest) -> crate::Result<Self> {
-        let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| crate::Error::Other(format!("the model has no {name}")));
-        Ok(Self::infer(
-            &UNetConfig::from_json(&config("unet")?)?,
-            &VaeConfig::from_json(&config("vae")?)?,
-            &SchedulerConfig::from_json(&manifest.scheduler.to_string())?,
-            &manifest.suggested,
-        ))
+        let configs = crate::pipeline::Configs::from_manifest(manifest)?;
+        Ok(Self::infer(&configs.unet, &configs.vae, &SchedulerConfig::from_json(&manifest.scheduler.to_string())?, &manifest.suggested))
     }
 }
 

@@ -12,9 +12,7 @@ const $ = (id) => document.getElementById(id);
 
 let client;
 let gpuReady = false;
-let loadedId = null;
 let busy = false;
-let cancelWanted = false; // Cancel pressed while the model was still loading
 
 function drawPixels({ width, height, pixels }) {
   const canvas = $('preview-canvas');
@@ -48,24 +46,18 @@ async function generate() {
     return;
   }
   setBusy(true);
-  cancelWanted = false;
   let timer = null;
   try {
     offerSuggestion(id); // a model's first run uses what it was made for
     const { params, settings } = await readForGenerate();
-    if (loadedId !== id) {
-      showProgress(`Loading ${name}…`, null);
-      const { info } = await client.request({ type: 'load', id }, ['loaded'], 'load');
-      loadedId = id;
-      $('compute').textContent = info.dtype === 'f16'
-        ? `${name} runs in f16 on this GPU (shader-f16).`
-        : `${name} runs in f32 on this GPU (it has no shader-f16: slower, twice the memory).`;
-    }
-    if (cancelWanted) { showIdle('Cancelled.'); return; }
     const count = params.batch_count;
-    timer = startTimer((s) => `${formatDuration(s)} elapsed · ${count} image${count > 1 ? 's' : ''}`);
+    const startClock = () => { timer?.stop(); timer = startTimer((s) => `${formatDuration(s)} elapsed · ${count} image${count > 1 ? 's' : ''}`); };
+    startClock();
     showProgress('Starting…', 0);
-    const reply = await client.request({ type: 'generate', params }, ['images', 'cancelled'], 'generate');
+    // The worker loads the model first when it is not the one it holds (load-progress, loaded):
+    // the images' time starts once it is loaded.
+    const offLoaded = client.on('loaded', startClock);
+    const reply = await client.request({ type: 'generate', id, params }, ['images', 'cancelled'], 'generate').finally(offLoaded);
     const seconds = timer.seconds();
     if (reply.type === 'cancelled') {
       timer.stop(`Cancelled after ${formatDuration(seconds)}.`);
@@ -100,7 +92,6 @@ function onStep({ step, total, preview }) {
 function recover(reason) {
   const message = `The GPU stopped working: ${reason.replace(/\.$/, '')}. websd has reconnected to it: press Generate to try again; the model reloads from this device's storage.`;
   gpuReady = false;
-  loadedId = null;
   client.restart(message); // a generation waiting for its images fails with this message
   setBusy(false);
   showIdle('GPU reconnecting…');
@@ -119,7 +110,6 @@ async function main() {
   setUpSettings();
   $('generate').addEventListener('click', generate);
   $('cancel').addEventListener('click', () => {
-    cancelWanted = true;
     client?.post({ type: 'cancel' });
     showProgress('Cancelling…', null);
   });
@@ -140,6 +130,12 @@ async function main() {
   client.on('probe', ({ values }) => showProbe(values));
   client.on('step', onStep);
   client.on('load-progress', ({ done, total }) => showProgress(`Loading ${modelInfo(selectedId()).name}: ${Math.round((100 * done) / total)}%`, done / total));
+  client.on('loaded', ({ id, info }) => {
+    const { name } = modelInfo(id);
+    $('compute').textContent = info.dtype === 'f16'
+      ? `${name} runs in f16 on this GPU (shader-f16).`
+      : `${name} runs in f32 on this GPU (it has no shader-f16: slower, twice the memory).`;
+  });
   client.on('error', ({ phase, message }) => {
     if (phase === 'gpu') showUnsupported(message);
     else if (phase === 'probe') showProbeError(message);

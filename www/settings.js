@@ -3,8 +3,9 @@
 
 const $ = (id) => document.getElementById(id);
 const SAVED = 'websd-settings';
-// 'default' is the model's own sampler (its scheduler_config.json), decided in Rust.
-export const SCHEDULERS = ['default', 'ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_karras', 'lms', 'lcm', 'pndm'];
+// The samplers are index.html's list ('default': the model's own, decided in Rust); a browser test
+// checks that it is Rust's (wasm `samplers()`).
+const samplers = () => [...$('scheduler').options].map((o) => o.value);
 const MAX_SEED = 2 ** 32 - 1;
 
 let initImage = null; // Blob of the img2img start image, or null
@@ -43,7 +44,7 @@ function formValues() {
     seed: number('seed', { min: 0, max: MAX_SEED, fallback: 0 }),
     width: roundTo8(number('width', { min: 64, max: 2048, fallback: 512 })),
     height: roundTo8(number('height', { min: 64, max: 2048, fallback: 512 })),
-    scheduler: SCHEDULERS.includes($('scheduler').value) ? $('scheduler').value : 'default',
+    scheduler: samplers().includes($('scheduler').value) ? $('scheduler').value : 'default',
     batch_count: number('batch', { min: 1, max: 16, fallback: 1 }),
     strength: number('strength', { min: 0, max: 1, integer: false, fallback: 0.75 }),
     preview: $('preview').checked,
@@ -80,7 +81,7 @@ export function applySettings(s, { lockSeed = true } = {}) {
   set('seed', s.seed);
   set('width', s.width);
   set('height', s.height);
-  if (SCHEDULERS.includes(s.scheduler)) $('scheduler').value = s.scheduler;
+  if (samplers().includes(s.scheduler)) $('scheduler').value = s.scheduler;
   set('batch', s.batch_count);
   set('strength', s.strength);
   if (typeof s.preview === 'boolean') $('preview').checked = s.preview;

@@ -159,9 +159,11 @@ async function fetchShard(url, shard, onBytes, signal) {
  * leaves its verified shards stored and the model incomplete; calling this again fetches only the
  * missing ones. `onProgress({done, total, bytesPerSec, etaSec, name, shard})` covers the whole model.
  * `onRecorded()` is awaited once the (incomplete) model is recorded, before any shard is fetched.
+ * `check(manifest)` is awaited before anything is stored and may throw to refuse the model (the
+ * worker has Rust parse it as loading would: a manifest it refuses costs no download).
  * Resolves with the model's summary once every shard is stored and the model is marked complete.
  */
-export async function downloadModel(id, manifestUrl, { onProgress = () => {}, onRecorded = () => {}, signal } = {}) {
+export async function downloadModel(id, manifestUrl, { onProgress = () => {}, onRecorded = () => {}, check = () => {}, signal } = {}) {
   let manifest;
   try {
     const response = await fetch(manifestUrl, { signal, cache: 'no-cache' });
@@ -183,6 +185,12 @@ export async function downloadModel(id, manifestUrl, { onProgress = () => {}, on
   if (missingBytesNow > 0 && navigator.storage?.estimate) {
     const { usage = 0, quota = 0 } = await navigator.storage.estimate();
     if (quota > 0 && usage + missingBytesNow > quota) throw new StoreError(await quotaMessage(id, name, missingBytesNow, { usage, quota }));
+  }
+
+  try {
+    await check(manifest);
+  } catch (e) {
+    throw new StoreError(`${manifestUrl} is not a model this version of websd can load: ${e.message}`);
   }
 
   // Record the model (incomplete): from now on a delete in another tab keeps its shards.

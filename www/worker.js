@@ -3,10 +3,12 @@
 // every failure comes back as {type:'error', phase, message}, never only to the console.
 //
 // Page → worker: {type:'init'} · {type:'probe'} · {type:'list-models'} · {type:'download', id, manifestUrl}
-//   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'} · {type:'load', id}
-//   · {type:'generate', params} · {type:'cancel'} · {type:'prompt-length', field, text}
+//   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'}
+//   · {type:'generate', id, params}: loads model `id` first unless it is the loaded one (the worker
+//     alone knows which is) · {type:'cancel'}: the run stops after its current step (or its load)
+//   · {type:'prompt-length', field, text}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
-//   · {type:'bench', options} (bench.html: see run_bench in src/web/mod.rs)
+//   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
 // Worker → page: {type:'gpu', info} · {type:'probe', values}
 //   · {type:'models', models /* summaries, each with suggested: {scheduler, steps, guidance_scale, width, height} | null */}
@@ -76,6 +78,7 @@ async function download({ id, manifestUrl }) {
     await store.downloadModel(id, manifestUrl, {
       signal: controller.signal,
       onRecorded: postModels, // the page lists the model (as partial) while it downloads
+      check: async (manifest) => { await wasm(); websd.suggested_settings(JSON.stringify(manifest)); },
       onProgress: (p) => postMessage({ type: 'download-progress', id, ...p }),
     });
     postMessage({ type: 'downloaded', id });
@@ -88,9 +91,7 @@ async function download({ id, manifestUrl }) {
   }
 }
 
-async function load({ id }) {
-  await wasm();
-  if (typeof websd.load_model !== 'function') throw new Error('this build cannot generate yet (its wasm module has no load_model)');
+async function load(id) {
   const model = await store.getModel(id);
   if (!model) throw new Error(`${id} is not downloaded`);
   if (!model.complete) throw new Error(`${model.name} is only partly downloaded: finish its download first`);
@@ -104,14 +105,15 @@ async function load({ id }) {
   postMessage({ type: 'loaded', id, info });
 }
 
-async function generate({ params }) {
+async function generate({ id, params }) {
   await wasm();
-  if (typeof websd.generate !== 'function') throw new Error('this build cannot generate yet (its wasm module has no generate)');
-  if (loadedId === null) throw new Error('no model is loaded');
   if (generating) throw new Error('a generation is already running');
   generating = true;
   cancelRequested = false;
   try {
+    if (loadedId !== id) await load(id);
+    if (cancelRequested) { postMessage({ type: 'cancelled', phase: 'generate' }); return; }
+    // Answering false is the one way to stop a run: awaiting this answer lets "cancel" in.
     const images = await websd.generate(params, async (step, total, preview) => {
       postMessage({ type: 'step', step, total, ...(preview ? { preview } : {}) });
       return !cancelRequested;
@@ -152,7 +154,6 @@ const handlers = {
     postMessage({ type: 'deleted', id, freedBytes });
     await postModels();
   },
-  load,
   generate,
   'prompt-length': async ({ field, text }) => {
     await wasm();
@@ -180,10 +181,7 @@ const handlers = {
     postMessage({ type: 'roundtrip', result });
   },
   'destroy-gpu': async () => { await wasm(); websd.destroy_gpu_device(); },
-  cancel: async () => {
-    cancelRequested = true;
-    if (generating && typeof websd.cancel === 'function') websd.cancel();
-  },
+  cancel: async () => { cancelRequested = true; },
 };
 // The phase an error is reported under, when it is not the message type itself.
 const PHASES = { init: 'gpu', 'list-models': 'models', 'delete-model': 'delete', 'cancel-download': 'download' };

@@ -168,7 +168,7 @@ mod cli {
     }
 
     pub fn probe(args: &[String]) -> Result<(), String> {
-        let values = websd::probe::probe(&device_arg(args)?);
+        let values = websd::tools::probe::probe(&device_arg(args)?);
         println!("{}", serde_json::to_string(&values).map_err(|e| e.to_string())?);
         Ok(())
     }
@@ -200,11 +200,11 @@ mod cli {
         }
         // Every tensor made from here on (inputs, masks) defaults to the model's dtype.
         device.configure(dtype).map_err(|e| format!("configuring the device for {dtype:?}: {e:?}"))?;
-        let rows = websd::parity::run(&dir, &device, dtype).map_err(|e| e.to_string())?;
+        let rows = websd::tools::parity::run(&dir, &device, dtype).map_err(|e| e.to_string())?;
         if rows.is_empty() {
             return Err(format!("no component fixtures (config.json + parity.safetensors) under {}", dir.display()));
         }
-        print!("{}", websd::parity::table(&rows));
+        print!("{}", websd::tools::parity::table(&rows));
         let failed = rows.iter().filter(|r| r.is_failure()).count();
         if failed > 0 {
             return Err(format!("{failed} of {} parity rows failed", rows.len()));
@@ -275,8 +275,8 @@ mod cli {
 
     /// `websd generate`: text (and optionally an image) to PNG files.
     pub fn generate(args: &[String]) -> Result<(), String> {
-        use websd::generate::Settings;
         use websd::pipeline::StableDiffusion;
+        use websd::pipeline::generate::Settings;
         let model = match (args.first(), args.iter().position(|a| a == "--model")) {
             (_, Some(i)) => std::path::PathBuf::from(args.get(i + 1).ok_or("--model needs a folder")?),
             (Some(m), None) if !m.starts_with("--") => std::path::PathBuf::from(m),
@@ -376,7 +376,7 @@ mod cli {
         websd::image::decode_png(path, &bytes).map_err(|e| e.to_string())
     }
 
-    /// `websd roundtrip`: a real autoencoder's encode → decode of a photo (see src/roundtrip.rs).
+    /// `websd roundtrip`: a real autoencoder's encode → decode of a photo (see src/tools/roundtrip.rs).
     pub fn roundtrip(args: &[String]) -> Result<(), String> {
         let dir = match args.first() {
             Some(d) if !d.starts_with("--") => d.clone(),
@@ -387,7 +387,7 @@ mod cli {
         let seed: u64 = opt(args, "--seed", "0").parse().map_err(|_| "--seed must be a whole number")?;
         let device = device_arg(args)?;
         let taesd = websd::model::taesd::Taesd::from_dir(&dir, &device).map_err(|e| e.to_string())?;
-        let r = pollster::block_on(websd::roundtrip::taesd_round_trip(&taesd, &photo, size, seed, &device)).map_err(|e| e.to_string())?;
+        let r = pollster::block_on(websd::tools::roundtrip::taesd_round_trip(&taesd, &photo, size, seed, &device)).map_err(|e| e.to_string())?;
         println!(
             "{size}×{size}: round trip {:.2} dB PSNR, random latents {:.2} dB (latents {:?}, mean {:.3}, std {:.3})",
             r.psnr_db, r.random_psnr_db, r.latent_shape, r.latent_mean, r.latent_std
@@ -416,7 +416,7 @@ mod cli {
 
     /// `websd bench`: see docs/PERFORMANCE.md.
     pub fn bench(args: &[String]) -> Result<(), String> {
-        use websd::bench::{self, Options, Part};
+        use websd::tools::bench::{self, Options, Part};
         let num = |flag: &str, default: &str| -> Result<usize, String> { opt(args, flag, default).parse().map_err(|_| format!("{flag} must be a number")) };
         let opts = Options {
             model: bench_model(opt(args, "--model", "sd15"))?,
@@ -449,15 +449,15 @@ mod cli {
     }
 
     /// `sd15`, `sd21`, `sd-turbo`, or a converted model's folder (its architecture, random weights).
-    fn bench_model(arg: &str) -> Result<websd::bench::Model, String> {
+    fn bench_model(arg: &str) -> Result<websd::tools::bench::Model, String> {
         let dir = std::path::Path::new(arg);
         if !dir.is_dir() {
-            return websd::bench::Model::parse(arg).map_err(|e| e.to_string());
+            return websd::tools::bench::Model::parse(arg).map_err(|e| e.to_string());
         }
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e} (--model DIR takes a converted model: websd convert)", path.display()))?;
         let manifest = websd::weights::Manifest::parse(&bytes).map_err(|e| e.to_string())?;
-        websd::bench::Model::from_manifest(&manifest).map_err(|e| e.to_string())
+        websd::tools::bench::Model::from_manifest(&manifest).map_err(|e| e.to_string())
     }
 
     /// `websd sizes`: the download of a real model under each storage choice.
@@ -473,11 +473,11 @@ mod cli {
             "sd21" | "sd-turbo" => (ClipConfig::sd2(), UNetConfig::sd21()),
             other => return Err(format!("unknown model {other:?}: sd15, sd21 or sd-turbo")),
         };
-        let shapes = websd::sizes::text_to_image_shapes(&text, &unet, &VaeConfig::sd()).map_err(|e| e.to_string())?;
+        let shapes = websd::tools::sizes::text_to_image_shapes(&text, &unet, &VaeConfig::sd()).map_err(|e| e.to_string())?;
         println!("{model}: text-to-image download (text encoder + UNet + VAE decoder)");
         println!("{:<22} {:>14} {:>10} {:>13} {:>10}", "storage", "text encoder", "UNet", "VAE decoder", "total");
-        for (label, opts) in websd::sizes::settings() {
-            let per = websd::sizes::download_bytes(&shapes, &opts);
+        for (label, opts) in websd::tools::sizes::settings() {
+            let per = websd::tools::sizes::download_bytes(&shapes, &opts);
             let mb = |c: &str| per.get(c).copied().unwrap_or(0) as f64 / 1e6;
             let total: u64 = per.values().sum();
             println!("{label:<22} {:>11.1} MB {:>7.1} MB {:>10.1} MB {:>7.3} GB", mb("text_encoder"), mb("unet"), mb("vae"), total as f64 / 1e9);

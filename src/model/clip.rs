@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
 use crate::error::{Error, Result};
-use crate::weights::{SafetensorsSource, WeightLoader};
+use crate::weights::WeightLoader;
 
 /// Largest token-embedding chunk in f32 (SD's [49408, 768] table is 145 MiB whole, over WebGPU's
 /// 128 MiB binding limit).
@@ -176,11 +176,7 @@ impl ClipTextModel {
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let config = ClipConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
-        let mut source = SafetensorsSource::from_dir(dir)?;
-        Self::load(&config, &mut WeightLoader::new(&mut source, device))
+        crate::weights::safetensors::load_component_dir(dir.as_ref(), device, ClipConfig::from_json, Self::load)
     }
 
     pub fn vocab_size(&self) -> usize {

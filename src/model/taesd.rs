@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::resnet::{group_norm_f32, upsample_nearest_2x};
 use crate::error::{Error, Result};
-use crate::weights::{SafetensorsSource, WeightLoader};
+use crate::weights::WeightLoader;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TaesdConfig {
@@ -227,11 +227,7 @@ impl Taesd {
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let config = TaesdConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
-        let mut source = SafetensorsSource::from_dir(dir)?;
-        Self::load(&config, &mut WeightLoader::new(&mut source, device))
+        crate::weights::safetensors::load_component_dir(dir.as_ref(), device, TaesdConfig::from_json, Self::load)
     }
 
     pub fn latent_channels(&self) -> usize {

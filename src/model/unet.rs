@@ -12,7 +12,7 @@ use super::embeddings::{TimestepEmbedding, timestep_embedding};
 use super::resnet::group_norm_f32;
 use super::unet_blocks::{BlockSpec, DownBlock, MidBlock, TransformerSpec, UpBlock};
 use crate::error::{Error, Result};
-use crate::weights::{SafetensorsSource, WeightLoader};
+use crate::weights::WeightLoader;
 
 #[derive(Module, Debug)]
 pub struct UNet2DConditionModel {
@@ -123,11 +123,7 @@ impl UNet2DConditionModel {
 
     /// Loads `dir/config.json` and the safetensors beside it.
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let config = UNetConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
-        let mut source = SafetensorsSource::from_dir(dir)?;
-        Self::load(&config, &mut WeightLoader::new(&mut source, device))
+        crate::weights::safetensors::load_component_dir(dir.as_ref(), device, UNetConfig::from_json, Self::load)
     }
 
     /// Predicts noise (or v) for `sample` [B, C, h, w] at `timesteps` [B] given the text

@@ -17,8 +17,8 @@ use burn::tensor::activation::silu;
 use super::attention::Attention;
 use super::config::VaeConfig;
 use super::resnet::{Downsample2D, ResnetBlock2D, ResnetSpec, Upsample2D, group_norm_f32};
-use crate::error::{Error, Result};
-use crate::weights::{SafetensorsSource, WeightLoader};
+use crate::error::Result;
+use crate::weights::WeightLoader;
 
 const EPS: f64 = 1e-6;
 
@@ -175,11 +175,7 @@ impl AutoencoderKL {
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let path = dir.join("config.json");
-        let config = VaeConfig::from_json(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
-        let mut source = SafetensorsSource::from_dir(dir)?;
-        Self::load(&config, &mut WeightLoader::new(&mut source, device))
+        crate::weights::safetensors::load_component_dir(dir.as_ref(), device, VaeConfig::from_json, Self::load)
     }
 
     /// Image [B, 3, H, W] in [-1, 1] → the latent distribution's (mean, logvar), each [B, 4, H/8, W/8].

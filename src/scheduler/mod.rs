@@ -301,6 +301,20 @@ impl SchedulerKind {
         }
     }
 
+    /// The name people know it by (A1111's), as the page's list shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ddim => "DDIM",
+            Self::Euler => "Euler",
+            Self::EulerAncestral => "Euler a",
+            Self::DpmPP2M => "DPM++ 2M",
+            Self::DpmPP2MKarras => "DPM++ 2M Karras",
+            Self::Lms => "LMS",
+            Self::Lcm => "LCM",
+            Self::Pndm => "PNDM",
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL
             .into_iter()

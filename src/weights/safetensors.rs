@@ -168,3 +168,17 @@ pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(paths)
 }
+
+/// Loads a diffusers component folder (`unet/`, `vae/`, …): its config.json, read by `parse`, and
+/// the safetensors beside it, built into the network by `load`.
+pub fn load_component_dir<C, M>(
+    dir: &std::path::Path,
+    device: &Device,
+    parse: impl FnOnce(&str) -> Result<C>,
+    load: impl FnOnce(&C, &mut crate::weights::WeightLoader) -> Result<M>,
+) -> Result<M> {
+    let path = dir.join("config.json");
+    let config = parse(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)?;
+    let mut source = SafetensorsSource::from_dir(dir)?;
+    load(&config, &mut crate::weights::WeightLoader::new(&mut source, device))
+}

@@ -66,7 +66,7 @@ test('seeded noise is bit-identical in the browser (wasm) and natively', async (
   }
 });
 
-test('errors from the wasm module carry their kind as their name', async () => {
+test('errors from the wasm module carry their kind as their name; the page lists the samplers Rust has', async () => {
   const browser = await launchBrowser();
   try {
     const { page } = await openPage(browser, site.url);
@@ -81,8 +81,13 @@ test('errors from the wasm module carry their kind as their name', async () => {
         notJson: await failure(() => m.suggested_settings('{')),
         badHint: await failure(() => m.suggested_settings(JSON.stringify(lying))),
         noModel: await failure(() => m.generate({}, () => true)),
+        samplers: Array.from(m.samplers(), ({ name, label }) => [name, label]),
+        listed: [...document.querySelectorAll('#scheduler option')].map((o) => [o.value, o.textContent]),
       };
     });
+    // The page's sampler list is Rust's, after "Model default".
+    assert.deepEqual(got.listed, [['default', 'Model default'], ...got.samplers]);
+    assert.equal(got.samplers.length, 8);
     // The tiny model's own settings (PNDMScheduler; its UNet's sample_size 8 × the VAE's 8).
     assert.deepEqual(got.suggested, { scheduler: 'pndm', steps: 20, guidance_scale: 7.5, width: 64, height: 64 });
     assert.match(got.notJson, /^BadWeights: manifest\.json is not a valid manifest/);

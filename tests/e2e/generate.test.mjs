@@ -9,12 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { ROOT, startSite, launchBrowser, websd, screenshot, pixelDiff } from './harness.mjs';
-import { recordMessages, waitForMessage, messages } from './synthetic.mjs';
+import { openGpuPage, waitForMessage, messages } from './synthetic.mjs';
 
 function missing() {
   if (!fs.existsSync(path.join(ROOT, 'www/models/tiny-sd1/manifest.json'))) return 'www/models/tiny-sd1/manifest.json is not made yet';
   const glue = fs.readFileSync(path.join(ROOT, 'www/pkg/websd.js'), 'utf8');
-  for (const fn of ['load_model', 'generate', 'cancel']) {
+  for (const fn of ['load_model', 'generate']) {
     if (!new RegExp(`export (async )?function ${fn}\\b`).test(glue)) return `the wasm module has no ${fn} yet`;
   }
   return null;
@@ -26,11 +26,7 @@ test('downloads the test model, generates an image into the gallery, and cancels
   const site = await startSite();
   const browser = await launchBrowser();
   try {
-    const context = await browser.newContext({ acceptDownloads: true });
-    await recordMessages(context);
-    const page = await context.newPage();
-    await page.goto(site.url);
-    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    const { context, page } = await openGpuPage(browser, site.url);
 
     await page.selectOption('#model-select', 'tiny-sd1');
     await page.click('#download');
@@ -119,11 +115,7 @@ test('the page answers within 100 ms while the worker generates; a lost GPU devi
   const site = await startSite();
   const browser = await launchBrowser();
   try {
-    const context = await browser.newContext({ acceptDownloads: true });
-    await recordMessages(context);
-    const page = await context.newPage();
-    await page.goto(site.url);
-    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    const { page } = await openGpuPage(browser, site.url);
     await page.selectOption('#model-select', 'tiny-sd1');
     await page.click('#download');
     await waitForMessage(page, 'downloaded', 'tiny-sd1', 60_000);
@@ -203,11 +195,7 @@ test('img2img in the page equals websd generate --init natively', { timeout: 300
     websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a start image', '--steps', '2',
       '--width', '64', '--height', '64', '--seed', '3', '--cpu', '--out', init);
 
-    const context = await browser.newContext({ acceptDownloads: true });
-    await recordMessages(context);
-    const page = await context.newPage();
-    await page.goto(site.url);
-    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    const { page } = await openGpuPage(browser, site.url);
     await page.selectOption('#model-select', 'tiny-sd1');
     await page.click('#download');
     await waitForMessage(page, 'downloaded', 'tiny-sd1', 60_000);

@@ -81,3 +81,41 @@ test('a new build replaces the cached shell: new cache filled, the old one delet
     site.close();
   }
 });
+
+/** The service worker's SHELL list, as site paths ('./' is the page itself). */
+function shellList() {
+  const source = fs.readFileSync(path.join(ROOT, 'sw.js'), 'utf8');
+  const list = source.match(/const SHELL = \[([^\]]*)\]/)?.[1];
+  assert.ok(list, 'sw.js has no SHELL list');
+  return [...list.matchAll(/'([^']+)'/g)].map(([, p]) => (p === './' ? '/' : `/${p}`));
+}
+
+test("the service worker's shell list holds every file the page and bench.html load, and only files that exist", async () => {
+  const shell = shellList();
+  for (const p of shell.filter((p) => p !== '/')) assert.ok(fs.existsSync(path.join(ROOT, p)), `sw.js caches ${p}, which does not exist`);
+  // Every script, style and icon of the site (www/*.*): a new module must be cached to work offline.
+  for (const f of fs.readdirSync(path.join(ROOT, 'www')).filter((f) => /\.(js|css|svg|json)$/.test(f))) {
+    assert.ok(shell.includes(`/www/${f}`), `www/${f} is not in sw.js's SHELL list`);
+  }
+
+  // What the pages really load, with no service worker in the way (its own fetches are not the page's).
+  const site = await startSite();
+  const browser = await launchBrowser();
+  try {
+    const context = await browser.newContext({ serviceWorkers: 'block' });
+    const page = await context.newPage();
+    await page.goto(site.url);
+    await page.waitForSelector('body[data-probe="done"]', { timeout: 60_000 });
+    await page.goto(new URL('bench.html', site.url).href);
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    const loaded = [...new Set(site.requests)].filter((p) => p === '/' || fs.existsSync(path.join(ROOT, p)));
+    // Model files are the store's (IndexedDB) or bench.html's real-weights check, fetched on demand.
+    const needed = loaded.filter((p) => !p.startsWith('/www/models/'));
+    for (const p of ['/', '/www/app.js', '/www/worker.js', '/www/bench.js', '/www/pkg/websd_bg.wasm']) assert.ok(needed.includes(p), `${p} was not loaded: ${needed.join(', ')}`);
+    const uncached = needed.filter((p) => !shell.includes(p) && p !== '/www/pkg/build.js');
+    assert.deepEqual(uncached, [], 'files the pages load that sw.js does not cache (they would be missing offline)');
+  } finally {
+    await browser.close();
+    site.close();
+  }
+});

@@ -338,3 +338,27 @@ test('a model larger than the free storage is refused before anything is fetched
     await context.close();
   }
 });
+
+test('a manifest Rust would refuse at load is refused before any shard is fetched or recorded', async () => {
+  // Model A's manifest with a suggestion no generation could use: the JS store sees nothing
+  // wrong with its shards, Rust's manifest parser (the one loading uses) refuses it.
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const lying = { ...JSON.parse(fs.readFileSync(path.join(synth.dir, 'a.json'), 'utf8')), name: 'Synthetic Lying', suggested: { steps: 0 } };
+  fs.writeFileSync(path.join(synth.dir, 'lying.json'), JSON.stringify(lying));
+  const context = await freshContext();
+  try {
+    const page = await newPage(context);
+    const url = new URL(`${MOUNT}lying.json`, site.url).href;
+    await downloadByUrl(page, url);
+    const error = await waitForMessage(page, 'error', url, 60_000);
+    assert.equal(error.message, `${url} is not a model this version of websd can load: manifest.json is not a valid manifest: suggested steps 0: must be 1 to 1000`);
+    assert.match(await page.textContent('#error'), /is not a model this version of websd can load/);
+    assert.deepEqual(Object.keys(fetched()), [`${MOUNT}lying.json`], 'only the manifest was fetched');
+    const store = await readStore(page);
+    assert.deepEqual(store.models, [], 'the refused model was recorded');
+    assert.deepEqual(store.shards, []);
+  } finally {
+    await context.close();
+  }
+});

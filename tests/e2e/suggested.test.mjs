@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, startSite, launchBrowser, websd, pixelDiff } from './harness.mjs';
-import { recordMessages, waitForMessage, messages, downloadByUrl } from './synthetic.mjs';
+import { openGpuPage, waitForMessage, messages } from './synthetic.mjs';
 
 const BETAS = { beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 };
 const VARIANTS = {
@@ -61,11 +61,7 @@ test('a model runs with its own sampler, steps, guidance and size in the page, a
   const site = await startSite({ mounts: { '/variants/': work } });
   const browser = await launchBrowser();
   try {
-    const context = await browser.newContext({ acceptDownloads: true });
-    await recordMessages(context);
-    const page = await context.newPage();
-    await page.goto(site.url);
-    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    const { page } = await openGpuPage(browser, site.url);
     // The user's own choices before any model: they give way to each model's suggestion.
     await page.fill('#steps', '30');
     await page.selectOption('#scheduler', 'dpmpp_2m');
@@ -74,7 +70,9 @@ test('a model runs with its own sampler, steps, guidance and size in the page, a
     let generated = 0;
     for (const [key, v] of Object.entries(VARIANTS)) {
       const url = urls[key] = new URL(`variants/${key}/manifest.json`, site.url).href;
-      await downloadByUrl(page, url);
+      await page.$eval('#custom-model', (d) => { d.open = true; });
+      await page.fill('#custom-url', url);
+      await page.click('#custom-download');
       await waitForMessage(page, 'downloaded', url, 60_000);
       await page.waitForFunction((steps) => document.querySelector('#steps').value === steps, v.form.steps, { timeout: 10_000 })
         .catch(() => {}); // the assertion below says what the form holds instead

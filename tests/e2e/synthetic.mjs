@@ -1,10 +1,14 @@
 // Synthetic models for the store's browser tests: manifests with shards of random bytes (real
 // sha256s) written to a temporary folder that the test server mounts at /synthetic/. They are not
-// networks: the store only needs each manifest's `name` and `shards` ({file, size, sha256}).
+// networks: the store needs each manifest's `name` and `shards` ({file, size, sha256}); the configs
+// are the test model's, so that Rust accepts the manifest (no tensor points into the shards).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ROOT } from './harness.mjs';
+
+const { format, version, components, scheduler, tokenizer } = JSON.parse(fs.readFileSync(path.join(ROOT, 'www/models/tiny-sd1/manifest.json'), 'utf8'));
 
 export const MOUNT = '/synthetic/';
 
@@ -26,7 +30,7 @@ export function makeSyntheticModels() {
   const models = { a: ['shared', 'a1', 'a2'], b: ['shared', 'b1'], c: ['c1', 'c2'] };
   for (const [key, labels] of Object.entries(models)) {
     const manifest = {
-      format: 'websd-weights', version: 1, name: `Synthetic ${key.toUpperCase()}`,
+      format, version, name: `Synthetic ${key.toUpperCase()}`, components, scheduler, tokenizer, tensors: [],
       shards: labels.map((l) => ({ file: shards[l].file, size: shards[l].size, sha256: shards[l].sha256 })),
     };
     fs.writeFileSync(path.join(dir, `${key}.json`), JSON.stringify(manifest, null, 1));
@@ -66,6 +70,17 @@ export async function recordMessages(context) {
       window.__msgs.push({ type, id, phase, message, done, total, bytesPerSec, etaSec, shard });
     });
   });
+}
+
+/** Opens `url` in a new context (downloads allowed) that records the worker's messages; resolves
+ * once WebGPU is ready. Returns {context, page}. */
+export async function openGpuPage(browser, url) {
+  const context = await browser.newContext({ acceptDownloads: true });
+  await recordMessages(context);
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+  return { context, page };
 }
 
 /** Waits for a worker message of `type` (and `id`, when given); returns it. */

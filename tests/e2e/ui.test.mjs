@@ -91,14 +91,14 @@ test('Ctrl+Enter generates; what stops it is said in words', async () => {
     await page.press('#prompt', 'Control+Enter');
     assert.equal(await page.textContent('#error'), 'Download a model first.');
 
-    // A stored model: the worker tries to load it. This build's wasm cannot generate yet (or, once
-    // it can, the synthetic model is no network): either way an error in words, no crash.
+    // A stored model: the worker tries to load it, but the synthetic model has no weights: an
+    // error in words, no crash.
     await downloadByUrl(page, new URL(synth.manifest('c'), site.url).href);
     await waitForMessage(page, 'downloaded', new URL(synth.manifest('c'), site.url).href);
     await page.press('#prompt', 'Control+Enter');
     const error = await waitForMessage(page, 'error');
-    assert.equal(error.phase, 'load');
-    assert.match(error.message, /cannot generate yet|manifest/);
+    assert.equal(error.phase, 'generate');
+    assert.equal(error.message, "missing tensor `embeddings.token_embedding.weight` in the weights");
     await page.waitForSelector('#error:not([hidden])');
     assert.equal(await page.textContent('#error'), error.message);
     assert.equal(await page.isEnabled('#generate'), true, 'Generate stayed disabled after the error');

@@ -3,7 +3,7 @@
 //! table prints them. Structure only, not speed.
 
 use burn::prelude::*;
-use websd::bench::{self, Model, Options, Part};
+use websd::tools::bench::{self, Model, Options, Part};
 
 #[test]
 fn bench_reports_every_component() {

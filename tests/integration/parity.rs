@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use websd::parity::{self, Row};
+use websd::tools::parity::{self, Row};
 
 use crate::common::fixtures;
 

@@ -174,7 +174,7 @@ fn cancel_stops_after_the_step_that_asked() {
 fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
     let device = Device::flex();
     let mut sd = StableDiffusion::from_diffusers_dir(fixtures().join("sd1"), &device).unwrap();
-    let settings = |guidance_scale: f64| websd::generate::Settings {
+    let settings = |guidance_scale: f64| websd::pipeline::generate::Settings {
         prompt: "a fox".into(),
         negative_prompt: String::new(),
         steps: 1,
@@ -238,7 +238,7 @@ fn prompt_weights_scale_tokens_and_keep_the_mean() {
 /// ties) and its `parameters` chunk reads back unchanged.
 fn check_png(image: &Tensor<4>, trace: &SafetensorsSource, name: &str) {
     let [_, _, h, w] = image.dims();
-    let images = pollster::block_on(websd::generate::read_images(image.clone(), h, w)).unwrap();
+    let images = pollster::block_on(websd::pipeline::generate::read_images(image.clone(), h, w)).unwrap();
     let (expected, _) = trace.read_f32("image").unwrap();
     let parameters = "a prompt\nSteps: 3, Sampler: euler, Seed: 7";
     for (b, img) in images.iter().enumerate() {

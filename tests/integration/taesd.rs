@@ -37,12 +37,12 @@ fn full_size_taesd_runs() {
 
 /// Real weights: TAEF2 (32 latent channels, pool branches) round-trips a real photo at 256² to
 /// ≥ 29 dB PSNR, while random latents of the same statistics stay far below (README in the fixture).
-fn taef2_round_trip(device: &Device) -> websd::roundtrip::RoundTrip {
+fn taef2_round_trip(device: &Device) -> websd::tools::roundtrip::RoundTrip {
     let dir = fixtures().join("../../www/models/taef2");
     let taesd = Taesd::from_dir(&dir, device).expect("load TAEF2");
     assert_eq!(taesd.latent_channels(), 32);
     let photo = websd::image::decode_png("astronaut.png", &std::fs::read(dir.join("astronaut.png")).unwrap()).unwrap();
-    let r = pollster::block_on(websd::roundtrip::taesd_round_trip(&taesd, &photo, 256, 0, device)).unwrap();
+    let r = pollster::block_on(websd::tools::roundtrip::taesd_round_trip(&taesd, &photo, 256, 0, device)).unwrap();
     println!("TAEF2 256²: round trip {:.2} dB, random {:.2} dB, latents {:?} mean {:.3} std {:.3}", r.psnr_db, r.random_psnr_db, r.latent_shape, r.latent_mean, r.latent_std);
     assert_eq!(r.latent_shape, [1, 32, 32, 32]);
     assert!(r.psnr_db >= 29.0, "round trip {:.2} dB < 29 dB", r.psnr_db);

@@ -538,10 +538,10 @@ mod fuzz {
 #[test]
 fn sd15_download_sizes() {
     use websd::model::config::VaeConfig;
-    let shapes = websd::sizes::text_to_image_shapes(&ClipConfig::sd1(), &UNetConfig::sd15(), &VaeConfig::sd()).unwrap();
+    let shapes = websd::tools::sizes::text_to_image_shapes(&ClipConfig::sd1(), &UNetConfig::sd15(), &VaeConfig::sd()).unwrap();
     let mut q4_total = 0;
-    for (label, opts) in websd::sizes::settings() {
-        let per = websd::sizes::download_bytes(&shapes, &opts);
+    for (label, opts) in websd::tools::sizes::settings() {
+        let per = websd::tools::sizes::download_bytes(&shapes, &opts);
         let total: u64 = per.values().sum();
         println!(
             "SD 1.5 {label:<22} text encoder {:>7.1} MB  UNet {:>7.1} MB  VAE decoder {:>6.1} MB  total {:.3} GB",

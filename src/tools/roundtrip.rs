@@ -6,9 +6,9 @@
 use burn::prelude::*;
 
 use crate::error::Result;
-use crate::generate::{read_images, rgba_to_tensor};
 use crate::image::{RgbaImage, centre_square_resized, psnr_db};
 use crate::model::taesd::Taesd;
+use crate::pipeline::generate::{read_images, rgba_to_tensor};
 
 pub struct RoundTrip {
     /// The photo's centre square at the size used.

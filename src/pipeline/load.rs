@@ -1,0 +1,109 @@
+//! Building a `StableDiffusion` from a diffusers folder or from a converted model's shards.
+
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+
+use super::{Configs, StableDiffusion};
+use crate::error::{Error, Result};
+use crate::model::clip::{ClipConfig, ClipTextModel};
+use crate::model::config::{UNetConfig, VaeConfig};
+use crate::model::taesd::Taesd;
+use crate::model::unet::UNet2DConditionModel;
+use crate::model::vae::AutoencoderKL;
+use crate::scheduler::SchedulerConfig;
+
+impl Configs {
+    /// A converted model's configs, from its manifest (a manifest whose configs Rust refuses fails
+    /// here, before any weight is read).
+    pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
+        let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")));
+        Ok(Self { unet: UNetConfig::from_json(&config("unet")?)?, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)? })
+    }
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers pipeline folder (text_encoder/, unet/, vae/, scheduler/, and taesd/ when
+    /// present beside them).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_diffusers_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e));
+        use crate::weights::{SafetensorsSource, WeightLoader};
+        let scheduler_config = SchedulerConfig::from_json(&read(dir.join("scheduler/scheduler_config.json"))?)?;
+        let text_config = crate::config_json::parse_value(&read(dir.join("text_encoder/config.json"))?, "text encoder config")?;
+        let configs = Configs {
+            unet: UNetConfig::from_json(&read(dir.join("unet/config.json"))?)?,
+            vae: VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
+            text_encoder: ClipConfig::from_json(&read(dir.join("text_encoder/config.json"))?)?,
+        };
+        let taesd_dir = dir.join("taesd");
+        let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &Default::default());
+        let weights = |name: &str| SafetensorsSource::from_dir(dir.join(name));
+        Ok(Self {
+            text_encoder: ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut weights("text_encoder")?, device))?,
+            unet: UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut weights("unet")?, device))?,
+            vae: AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut weights("vae")?, device))?,
+            taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
+            suggested,
+            configs,
+            buffer_limit: None,
+            pad_token: pad_token(dir, &text_config),
+            scheduler_config,
+            device: device.clone(),
+            dtype: FloatDType::F32,
+        })
+    }
+}
+
+/// SD 1.x's tokenizer pads with `<|endoftext|>` (49407), SD 2.x's with `!` (0): from the
+/// tokenizer's config when the folder has it, else from the text tower (OpenCLIP uses gelu).
+#[cfg(not(target_arch = "wasm32"))]
+fn pad_token(dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
+    let tokenizer: Option<serde_json::Value> =
+        std::fs::read_to_string(dir.join("tokenizer/special_tokens_map.json")).ok().and_then(|t| crate::config_json::parse_value(&t, "special_tokens_map.json").ok());
+    let pad = tokenizer.as_ref().and_then(|t| t["pad_token"].as_str().or_else(|| t["pad_token"]["content"].as_str()).map(String::from));
+    match pad.as_deref() {
+        Some("!") => 0,
+        Some(_) => 49407,
+        None if text_config["hidden_act"] == "gelu" => 0,
+        None => 49407,
+    }
+}
+
+impl StableDiffusion {
+    /// Builds the model from a converted model's prepared tensors (see `weights::prepared`).
+    /// `dtype` is the UNet's and text encoder's; the VAE and TAESD stay f32.
+    pub fn from_prepared(
+        manifest: &crate::weights::Manifest,
+        mut prepared: std::collections::HashMap<String, crate::weights::prepared::PreparedSource>,
+        device: &Device,
+        dtype: FloatDType,
+    ) -> Result<Self> {
+        use crate::model::taesd::TaesdConfig;
+        use crate::weights::WeightLoader;
+        let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
+        let configs = Configs::from_manifest(manifest)?;
+        let text_encoder = ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
+        let unet = UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
+        let vae = AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut source("vae")?, device))?;
+        let taesd = match manifest.components.get("taesd") {
+            Some(c) => Some(Taesd::load(&TaesdConfig::from_json(&c.to_string())?, &mut WeightLoader::new(&mut source("taesd")?, device))?),
+            None => None,
+        };
+        let scheduler_config = SchedulerConfig::from_json(&manifest.scheduler.to_string())?;
+        let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &manifest.suggested);
+        Ok(Self {
+            text_encoder,
+            unet,
+            vae,
+            taesd,
+            suggested,
+            configs,
+            buffer_limit: None,
+            scheduler_config,
+            pad_token: manifest.tokenizer.pad_token_id as i64,
+            device: device.clone(),
+            dtype,
+        })
+    }
+}

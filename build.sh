@@ -140,11 +140,15 @@ cmd_test() {
   TEST_START=$SECONDS
   ensure_apt chromium mesa-vulkan-drivers
   ensure_rust_component rustfmt
+  ensure_rust_component clippy
   run_step "formatting (cargo fmt --check; rustfmt.toml)" cargo fmt --check
   run_step "native build (tests and CLI)" cargo test --release --no-run
+  run_step "lint (cargo clippy, native)" cargo clippy --release --all-targets -- -D warnings
   start_step "wasm build" build_wasm
   run_step "native tests (cargo test --release)" cargo test --release
   wait_step
+  # Quick once the wasm build is there (it reuses that build's metadata): the web/ module.
+  run_step "lint (cargo clippy, wasm)" cargo clippy --release --lib --target "$WASM_TARGET" -- -D warnings
   ensure_node_deps
   run_step "browser tests (Playwright + Chromium, WebGPU)" \
     node --test --test-concurrency=1 --test-reporter=spec tests/e2e/

@@ -61,7 +61,7 @@ impl Error {
     pub fn readback(what: &str, error: impl std::fmt::Debug) -> Self {
         let detail = format!("{error:?}");
         // The innermost cause is the last line that is not about backtraces.
-        let cause = detail.lines().map(str::trim).filter(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace")).last().unwrap_or("");
+        let cause = detail.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace")).unwrap_or("");
         Error::GpuLost(format!("reading {what} back failed: {cause}"))
     }
 

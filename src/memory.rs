@@ -61,7 +61,7 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
     let boc = &unet.block_out_channels;
     let c = *boc.iter().max().unwrap() as u64;
     out.push(buf(format!("UNet largest weight (ff.net.0.proj [{}, {c}])", 8 * c), 8 * c * c, bytes_per));
-    out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    out.sort_by_key(|b| std::cmp::Reverse(b.bytes));
     Ok(out)
 }
 

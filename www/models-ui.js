@@ -51,8 +51,7 @@ function describe(id) {
 
 function describeSuggested(s) {
   const steps = `${s.steps} step${s.steps === 1 ? '' : 's'}`;
-  const guidance = s.guidance_scale <= 1 ? 'no guidance' : `guidance ${s.guidance_scale}`;
-  return `Made for ${steps}, ${guidance}, ${s.width}×${s.height}, sampler ${samplerLabel(s.scheduler)}.`;
+  return `Made for ${steps}, guidance ${s.guidance_scale}, ${s.width}×${s.height}, sampler ${samplerLabel(s.scheduler)}.`;
 }
 
 function appliedIds() {

@@ -3,11 +3,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(command) = args.first() {
-        if let Err(message) = flags::check(command, &args[1..]) {
-            eprintln!("error: {message}\n{}", cli::USAGE);
-            std::process::exit(2);
-        }
+    if let Some(command) = args.first()
+        && let Err(message) = flags::check(command, &args[1..])
+    {
+        eprintln!("error: {message}\n{}", cli::USAGE);
+        std::process::exit(2);
     }
     let result = match args.first().map(String::as_str) {
         Some("probe") => cli::probe(&args[1..]),
@@ -341,6 +341,7 @@ mod cli {
             clip_skip: num("--clip-skip", 1.0)? as usize,
             strength: num("--strength", 0.75)?,
             fast_decode: args.iter().any(|a| a == "--taesd"),
+            preview: false,
         };
         let init = match args.iter().position(|a| a == "--init") {
             Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),

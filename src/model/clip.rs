@@ -54,7 +54,7 @@ impl ClipConfig {
         if !matches!(c.hidden_act.as_str(), "quick_gelu" | "gelu") {
             return Err(Error::UnsupportedConfig(format!("text encoder hidden_act `{}`", c.hidden_act)));
         }
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::UnsupportedConfig("hidden_size must divide into the attention heads".into()));
         }
         Ok(c)

@@ -182,12 +182,12 @@ impl UNetConfig {
                 return unsupported(format!("block type `{t}`"));
             }
         }
-        if let Some(mid) = &self.mid_block_type {
-            if mid != "UNetMidBlock2DCrossAttn" {
-                return unsupported(format!("mid_block_type `{mid}`"));
-            }
+        if let Some(mid) = &self.mid_block_type
+            && mid != "UNetMidBlock2DCrossAttn"
+        {
+            return unsupported(format!("mid_block_type `{mid}`"));
         }
-        if self.conv_in_kernel % 2 == 0 || self.conv_out_kernel % 2 == 0 {
+        if self.conv_in_kernel.is_multiple_of(2) || self.conv_out_kernel.is_multiple_of(2) {
             return unsupported("even conv_in/conv_out kernels".into());
         }
         self.heads()?;

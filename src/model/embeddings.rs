@@ -11,7 +11,7 @@ use crate::weights::WeightLoader;
 /// Sinusoidal embedding of `timesteps` [B] into [B, dim], as diffusers' `get_timestep_embedding`
 /// (max_period 10000). The frequencies are computed in f32 exactly as torch does.
 pub fn timestep_embedding(timesteps: Tensor<1>, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<Tensor<2>> {
-    if dim % 2 != 0 {
+    if !dim.is_multiple_of(2) {
         return Err(Error::UnsupportedConfig(format!("odd timestep embedding size {dim}")));
     }
     let half = dim / 2;

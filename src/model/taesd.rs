@@ -147,6 +147,8 @@ impl TinyBlock {
 }
 
 /// One entry of diffusers' `nn.Sequential` (its index is the tensor name's number).
+// A block is larger than a conv; there are a few dozen layers, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 enum Layer {
     Conv(Conv2d),

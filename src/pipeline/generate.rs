@@ -11,6 +11,9 @@ use crate::pipeline::{Decoder, Request, SeededNoise, StableDiffusion};
 use crate::scheduler::SchedulerKind;
 use crate::tokenizer::ClipTokenizer;
 
+/// A prompt's token ids, in 77-id chunks.
+pub type Chunks = Vec<Vec<i64>>;
+
 /// What the user asked for (the page's settings; the CLI's flags).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -40,6 +43,9 @@ pub struct Settings {
     /// Decode with TAESD instead of the VAE (fast, lower quality).
     #[serde(default)]
     pub fast_decode: bool,
+    /// Show the denoised image after each step (TAESD when the model has it: the page's live preview).
+    #[serde(default)]
+    pub preview: bool,
 }
 
 fn default_steps() -> usize {
@@ -69,7 +75,7 @@ pub struct Generated {
 impl StableDiffusion {
     /// Tokenizes `text` (A1111 weighting syntax) into 77-id chunks with this model's padding,
     /// and the weight of each id.
-    pub fn tokenize(&self, text: &str) -> Result<(Vec<Vec<i64>>, Vec<Vec<f32>>)> {
+    pub fn tokenize(&self, text: &str) -> Result<(Chunks, Vec<Vec<f32>>)> {
         let tokenizer = ClipTokenizer::shared(self.pad_token as u32)?;
         let encoded = tokenizer.encode_weighted(text)?;
         Ok((encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect(), encoded.weights))

@@ -153,7 +153,7 @@ impl StableDiffusion {
         F: FnMut(usize, usize, Tensor<4>) -> Fut,
         Fut: Future<Output = bool>,
     {
-        if req.width % 8 != 0 || req.height % 8 != 0 || req.width == 0 || req.height == 0 {
+        if !req.width.is_multiple_of(8) || !req.height.is_multiple_of(8) || req.width == 0 || req.height == 0 {
             return Err(Error::InvalidRequest(format!("width and height must be positive multiples of 8, not {}×{}", req.width, req.height)));
         }
         if req.batch == 0 || req.prompt.is_empty() {

@@ -261,7 +261,7 @@ fn ready<'a>(value: Result<Tensor<4>>) -> Run<'a> {
 /// pipeline runs it; TAESD too. `on_row` hears of each row as soon as it is measured (the
 /// browser's page shows them one by one).
 pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row: impl FnMut(&Row)) -> Result<Report> {
-    if opts.size == 0 || opts.size % 8 != 0 {
+    if opts.size == 0 || !opts.size.is_multiple_of(8) {
         return Err(Error::InvalidRequest(format!("--size must be a positive multiple of 8, not {}", opts.size)));
     }
     if opts.runs == 0 {

@@ -84,8 +84,8 @@ pub fn suggested_settings(manifest_json: &str) -> Result<JsValue, JsValue> {
     serde_wasm_bindgen::to_value(&suggested).map_err(js_error)
 }
 
-/// Generates images for `params` (see `generate::Settings`; plus `preview` and `init_image:
-/// {width, height, pixels}`). `on_step(step, total, preview | null)` is awaited after each step;
+/// Generates images for `params` (`pipeline::generate::Settings`, plus `init_image: {width,
+/// height, pixels}` for img2img). `on_step(step, total, preview | null)` is awaited after each step;
 /// resolving to false stops the run: the one way to cancel (the worker answers false once it has
 /// heard "cancel", which awaiting lets in). Resolves to an array of
 /// `{width, height, pixels, png, seed, parameters}`.
@@ -93,7 +93,6 @@ pub fn suggested_settings(manifest_json: &str) -> Result<JsValue, JsValue> {
 pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsValue> {
     let Loaded { sd, name } = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| invalid_request("no model is loaded"))?;
     let settings: Settings = serde_wasm_bindgen::from_value(params.clone()).map_err(|e| invalid_request(format!("bad settings: {e}")))?;
-    let want_preview = Reflect::get(&params, &"preview".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
     let init_image = match Reflect::get(&params, &"init_image".into()) {
         Ok(v) if v.is_object() => {
             let num = |k: &str| Reflect::get(&v, &k.into()).ok().and_then(|x| x.as_f64()).unwrap_or(0.0) as usize;
@@ -102,6 +101,7 @@ pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsV
         }
         _ => None,
     };
+    let want_preview = settings.preview;
     let sd_for_preview = sd.clone();
     // A preview that cannot be read back means the GPU is gone: stop at once and say so.
     let lost: Rc<RefCell<Option<crate::Error>>> = Rc::default();

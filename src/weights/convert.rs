@@ -252,7 +252,7 @@ pub fn storage_for(component: &str, name: &str, shape: &[usize], opts: &ConvertO
         Quant::F16 => StorageDtype::F16,
         Quant::Q8 => StorageDtype::Q8,
         // Rows that do not split into whole blocks fall back to q8.
-        Quant::Q4 if cols % Q4_BLOCK == 0 => StorageDtype::Q4,
+        Quant::Q4 if cols.is_multiple_of(Q4_BLOCK) => StorageDtype::Q4,
         Quant::Q4 => StorageDtype::Q8,
     }
 }

@@ -115,6 +115,7 @@ impl<'a> WeightLoader<'a> {
     }
 
     /// A torch `nn.Conv2d` with a square kernel and symmetric padding.
+    #[allow(clippy::too_many_arguments)] // torch's own argument list, in its order
     pub fn conv2d(&mut self, prefix: &str, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Result<Conv2d> {
         let weight = self.param(&format!("{prefix}.weight"), [c_out, c_in, kernel, kernel])?;
         let bias = if bias { Some(self.param(&format!("{prefix}.bias"), [c_out])?) } else { None };

@@ -226,10 +226,10 @@ impl Manifest {
         // The version is checked first so that a future format gives a clear message rather than a
         // field error.
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| WeightsError::Malformed(e.to_string()))?;
-        if let Some(version) = value.get("version").and_then(serde_json::Value::as_u64) {
-            if version != VERSION as u64 {
-                return Err(WeightsError::UnsupportedVersion { found: version });
-            }
+        if let Some(version) = value.get("version").and_then(serde_json::Value::as_u64)
+            && version != VERSION as u64
+        {
+            return Err(WeightsError::UnsupportedVersion { found: version });
         }
         let raw: RawManifest = serde_json::from_value(value).map_err(|e| WeightsError::Malformed(e.to_string()))?;
         if raw.format != FORMAT {
@@ -348,7 +348,7 @@ impl Manifest {
                     }
                     (rows, numel)
                 } else {
-                    if q.block != Q4_BLOCK as u64 || cols % Q4_BLOCK as u64 != 0 {
+                    if q.block != Q4_BLOCK as u64 || !cols.is_multiple_of(Q4_BLOCK as u64) {
                         return Err(bad_quant(format!("q4 needs block {Q4_BLOCK} dividing the row length {cols}, found block {}", q.block)));
                     }
                     (numel / Q4_BLOCK as u64, numel / 2)

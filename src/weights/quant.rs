@@ -7,6 +7,10 @@
 //! built on the CPU; large tensors are decoded in row chunks so no temporary buffer exceeds
 //! WebGPU's 128 MiB binding limit.
 
+// burn slices a 1-D tensor with an array of one range (`.slice([0..n])`), which clippy mistakes
+// for a vec of ranges.
+#![allow(clippy::single_range_in_vec_init)]
+
 use burn::prelude::*;
 use burn::tensor::{DType, TensorCreationOptions, TensorData};
 use half::f16;

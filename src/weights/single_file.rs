@@ -144,13 +144,13 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
     }
     if sd2 {
         // Diffusers' SD 2 text encoder has the OpenCLIP tower less its last block.
-        if let Some(tc) = configs.get_mut("text_encoder").and_then(Value::as_object_mut) {
-            if tc.get("num_hidden_layers").and_then(Value::as_u64) != Some(resblocks as u64 - 1) {
-                return Err(Error::UnsupportedConfig(format!(
-                    "text encoder config has num_hidden_layers {:?}; the file's OpenCLIP tower has {resblocks} blocks (the last is dropped)",
-                    tc.get("num_hidden_layers")
-                )));
-            }
+        if let Some(tc) = configs.get_mut("text_encoder").and_then(Value::as_object_mut)
+            && tc.get("num_hidden_layers").and_then(Value::as_u64) != Some(resblocks as u64 - 1)
+        {
+            return Err(Error::UnsupportedConfig(format!(
+                "text encoder config has num_hidden_layers {:?}; the file's OpenCLIP tower has {resblocks} blocks (the last is dropped)",
+                tc.get("num_hidden_layers")
+            )));
         }
     }
     Ok(SingleFile { kind, config_origin, items, configs, scheduler, ignored, ema })

@@ -18,12 +18,10 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.cast(burn::tensor::FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32 tensor")
 }
 
-/// ‖a − b‖ / ‖b‖.
+/// ‖a − b‖ / ‖b‖, as `websd parity` computes it (one definition for the tests and the tool).
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in size");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt() as f32
+    websd::tools::parity::errors(a, b).1
 }
 
 /// Asserts `out` matches reference `name` within `tol` relative error; returns the error.

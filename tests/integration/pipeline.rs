@@ -187,6 +187,7 @@ fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
         clip_skip: 1,
         strength: 0.75,
         fast_decode: false,
+        preview: false,
     };
     // The tiny model's largest buffer at 64², with the UNet's batch of 1 and of 2 (websd::memory).
     let c = sd.configs.clone();

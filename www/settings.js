@@ -3,9 +3,11 @@
 
 const $ = (id) => document.getElementById(id);
 const SAVED = 'websd-settings';
-// The samplers are index.html's list ('default': the model's own, decided in Rust); a browser test
-// checks that it is Rust's (wasm `samplers()`).
+// The sampler list is Rust's (wasm `samplers()`, posted by the worker once its module loads),
+// after index.html's "Model default" ('default': the model's own sampler, decided in Rust).
 const samplers = () => [...$('scheduler').options].map((o) => o.value);
+// A saved or reused sampler that is not listed yet: chosen as soon as the list arrives.
+let wantedScheduler = null;
 const MAX_SEED = 2 ** 32 - 1;
 
 let initImage = null; // Blob of the img2img start image, or null
@@ -44,7 +46,7 @@ function formValues() {
     seed: number('seed', { min: 0, max: MAX_SEED, fallback: 0 }),
     width: roundTo8(number('width', { min: 64, max: 2048, fallback: 512 })),
     height: roundTo8(number('height', { min: 64, max: 2048, fallback: 512 })),
-    scheduler: samplers().includes($('scheduler').value) ? $('scheduler').value : 'default',
+    scheduler: wantedScheduler ?? (samplers().includes($('scheduler').value) ? $('scheduler').value : 'default'),
     batch_count: number('batch', { min: 1, max: 16, fallback: 1 }),
     strength: number('strength', { min: 0, max: 1, integer: false, fallback: 0.75 }),
     preview: $('preview').checked,
@@ -81,7 +83,8 @@ export function applySettings(s, { lockSeed = true } = {}) {
   set('seed', s.seed);
   set('width', s.width);
   set('height', s.height);
-  if (samplers().includes(s.scheduler)) $('scheduler').value = s.scheduler;
+  if (samplers().includes(s.scheduler)) { $('scheduler').value = s.scheduler; wantedScheduler = null; }
+  else if (typeof s.scheduler === 'string' && s.scheduler) wantedScheduler = s.scheduler;
   set('batch', s.batch_count);
   set('strength', s.strength);
   if (typeof s.preview === 'boolean') $('preview').checked = s.preview;
@@ -89,6 +92,21 @@ export function applySettings(s, { lockSeed = true } = {}) {
   $('strength-value').textContent = Number($('strength').value).toFixed(2);
   syncPreset();
   save();
+}
+
+/** Lists the samplers Rust has ([{name, label}]) after "Model default". */
+export function setSamplers(list) {
+  const select = $('scheduler');
+  for (const { name, label } of list) {
+    if (samplers().includes(name)) continue;
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = label;
+    select.append(option);
+  }
+  if (wantedScheduler && samplers().includes(wantedScheduler)) select.value = wantedScheduler;
+  wantedScheduler = null;
+  document.body.dataset.samplers = 'ready';
 }
 
 /** The label the scheduler list gives a sampler's name ('euler_a' → 'Euler a'). */
@@ -110,6 +128,7 @@ export function applySuggested(suggested, { fill = true } = {}) {
   $('width').value = suggested.width;
   $('height').value = suggested.height;
   $('scheduler').value = 'default';
+  wantedScheduler = null;
   syncPreset();
   save();
 }
@@ -195,6 +214,7 @@ export function setUpSettings() {
     $(id).addEventListener('change', () => { $(id).value = roundTo8(Number($(id).value) || 512); syncPreset(); save(); });
   }
   $('strength').addEventListener('input', () => { $('strength-value').textContent = Number($('strength').value).toFixed(2); });
+  $('scheduler').addEventListener('change', () => { wantedScheduler = null; });
   $('settings').addEventListener('change', save);
   setUpInitImage();
 }

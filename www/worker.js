@@ -6,7 +6,7 @@
 //   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'}
 //   · {type:'generate', id, params}: loads model `id` first unless it is the loaded one (the worker
 //     alone knows which is) · {type:'cancel'}: the run stops after its current step (or its load)
-//   · {type:'prompt-length', field, text}
+//   · {type:'prompt-length', field, text} · {type:'samplers'}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
@@ -19,6 +19,7 @@
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, code, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
+//   · {type:'samplers', samplers: [{name, label}]} (Rust's list, for the page's form)
 //   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
 //   · {type:'roundtrip', result: {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std,
 //     input, round_trip, random /* {width, height, png} */}}
@@ -144,6 +145,7 @@ const handlers = {
   init: async () => { await wasm(); postMessage({ type: 'gpu', info: await websd.init_gpu() }); },
   probe: async () => { await wasm(); postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) }); },
   'list-models': postModels,
+  samplers: async () => { await wasm(); postMessage({ type: 'samplers', samplers: Array.from(websd.samplers()) }); },
   storage: async () => postMessage({ type: 'storage', ...(await store.storageInfo()) }),
   download,
   'cancel-download': async ({ id }) => downloads.get(id)?.abort(),

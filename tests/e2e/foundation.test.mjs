@@ -70,6 +70,7 @@ test('errors from the wasm module carry their kind as their name; the page lists
   const browser = await launchBrowser();
   try {
     const { page } = await openPage(browser, site.url);
+    await page.waitForSelector('body[data-samplers="ready"]', { timeout: 60_000 });
     const got = await page.evaluate(async () => {
       const m = await import('/www/pkg/websd.js');
       await m.default();

@@ -70,9 +70,10 @@ test('downloads a model with progress, verifies every shard and marks it complet
     faults.set(a1.path, (req, res) => { sendSlowly(res, a1.bytes); return true; });
     await downloadByUrl(page, url('a'));
 
-    // While it runs, the one progress bar says how far, how fast and how long.
+    // While it runs, the one progress bar says how far, how fast and how long. (The shards come
+    // after the worker's wasm module has checked the manifest: its first load can take a while.)
     await page.waitForFunction(() =>
-      /^Downloading Synthetic A: [\d.]+\/2\.8 MB · [\d.]+ (k|M)?B\/s · \d+ s left$/.test(document.getElementById('phase').textContent));
+      /^Downloading Synthetic A: [\d.]+\/2\.8 MB · [\d.]+ (k|M)?B\/s · \d+ s left$/.test(document.getElementById('phase').textContent), null, { timeout: 90_000 });
     const fraction = await page.evaluate(() => document.getElementById('progress').value);
     assert.ok(fraction > 0 && fraction < 1, `progress bar at ${fraction}`);
     await screenshot(page, 'downloading');

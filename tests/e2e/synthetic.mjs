@@ -73,13 +73,14 @@ export async function recordMessages(context) {
 }
 
 /** Opens `url` in a new context (downloads allowed) that records the worker's messages; resolves
- * once WebGPU is ready. Returns {context, page}. */
+ * once WebGPU is ready and the form lists Rust's samplers. Returns {context, page}. */
 export async function openGpuPage(browser, url) {
   const context = await browser.newContext({ acceptDownloads: true });
   await recordMessages(context);
   const page = await context.newPage();
   await page.goto(url);
   await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+  await page.waitForSelector('body[data-samplers="ready"]', { timeout: 60_000 });
   return { context, page };
 }
 

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { startSite, launchBrowser, screenshot } from './harness.mjs';
-import { MOUNT, makeSyntheticModels, recordMessages, waitForMessage, downloadByUrl } from './synthetic.mjs';
+import { MOUNT, makeSyntheticModels, openGpuPage, waitForMessage, downloadByUrl } from './synthetic.mjs';
 
 let site, browser, synth;
 before(async () => {
@@ -18,14 +18,7 @@ after(async () => {
   synth?.cleanup();
 });
 
-async function open() {
-  const context = await browser.newContext({ acceptDownloads: true });
-  await recordMessages(context);
-  const page = await context.newPage();
-  await page.goto(site.url);
-  await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
-  return { context, page };
-}
+const open = () => openGpuPage(browser, site.url);
 
 test('gallery images survive a reload, download as the same PNG and restore their settings', async () => {
   const { context, page } = await open();
@@ -50,6 +43,7 @@ test('gallery images survive a reload, download as the same PNG and restore thei
 
     await page.reload();
     await page.waitForSelector('body[data-gallery="1"]');
+    await page.waitForSelector('body[data-samplers="ready"]');
     const item = page.locator('.gallery-item');
     assert.match(await item.locator('.caption').textContent(), /^72×64 · seed 1234 · 2 s · Synthetic · /);
     assert.equal(await item.locator('img').evaluate((img) => img.complete && img.naturalWidth), 72);

@@ -54,6 +54,14 @@ async function freshContext() {
   return context;
 }
 
+/** Only the manifest at `manifestPath` was fetched, and nothing was stored or recorded. */
+async function assertRefusedBeforeFetching(page, manifestPath) {
+  assert.deepEqual(Object.keys(fetched()), [manifestPath], 'only the manifest was fetched');
+  const store = await readStore(page);
+  assert.deepEqual(store.models, [], 'the refused model was recorded');
+  assert.deepEqual(store.shards, []);
+}
+
 function assertShardsVerified(store, labels) {
   const want = labels.map((l) => synth.shards[l].sha256).sort();
   assert.deepEqual(store.shards.map((s) => s.key).sort(), want, 'stored shard keys');
@@ -331,10 +339,7 @@ test('a model larger than the free storage is refused before anything is fetched
     const error = await waitForMessage(page, 'error', hugeUrl);
     assert.match(error.message, /^Not enough storage for Synthetic Huge: it needs 100\.00 TB more, but only [\d.]+ [kMGT]?B of this site's [\d.]+ [kMGT]?B quota is free/);
     assert.match(await page.textContent('#error'), /Not enough storage for Synthetic Huge/);
-    assert.deepEqual(Object.keys(fetched()), [`${MOUNT}huge.json`], 'only the manifest was fetched');
-    const store = await readStore(page);
-    assert.deepEqual(store.models, [], 'the refused model was recorded');
-    assert.deepEqual(store.shards, []);
+    await assertRefusedBeforeFetching(page, `${MOUNT}huge.json`);
   } finally {
     await context.close();
   }
@@ -355,10 +360,7 @@ test('a manifest Rust would refuse at load is refused before any shard is fetche
     const error = await waitForMessage(page, 'error', url, 60_000);
     assert.equal(error.message, `${url} is not a model this version of websd can load: manifest.json is not a valid manifest: suggested steps 0: must be 1 to 1000`);
     assert.match(await page.textContent('#error'), /is not a model this version of websd can load/);
-    assert.deepEqual(Object.keys(fetched()), [`${MOUNT}lying.json`], 'only the manifest was fetched');
-    const store = await readStore(page);
-    assert.deepEqual(store.models, [], 'the refused model was recorded');
-    assert.deepEqual(store.shards, []);
+    await assertRefusedBeforeFetching(page, `${MOUNT}lying.json`);
   } finally {
     await context.close();
   }

@@ -147,7 +147,7 @@ cmd_test() {
   start_step "wasm build" build_wasm
   run_step "native tests (cargo test --release)" cargo test --release
   wait_step
-  # Quick once the wasm build is there (it reuses that build's metadata): the web/ module.
+  # The web/ module (only the wasm target compiles it); about 2 min on a fresh clone.
   run_step "lint (cargo clippy, wasm)" cargo clippy --release --lib --target "$WASM_TARGET" -- -D warnings
   ensure_node_deps
   run_step "browser tests (Playwright + Chromium, WebGPU)" \

@@ -176,10 +176,7 @@ export async function setUpModels(workerClient) {
     startDownload(id, url);
   });
   $('cancel-download').addEventListener('click', () => client.post({ type: 'cancel-download', id: selectedId() }));
-  $('use-suggested').addEventListener('click', () => {
-    const suggested = stored.get(selectedId())?.suggested;
-    if (suggested) { applySuggested(suggested); showIdle(`Settings for ${modelInfo(selectedId()).name}: ${describeSuggested(suggested)}`); }
-  });
+  $('use-suggested').addEventListener('click', () => offerSuggestion(selectedId(), { always: true }));
   $('custom-download').addEventListener('click', () => {
     const input = $('custom-url');
     let url;

@@ -6,10 +6,11 @@ use burn::prelude::*;
 use crate::error::{Error, Result};
 
 /// One RGBA8 image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct RgbaImage {
     pub width: usize,
     pub height: usize,
+    #[serde(with = "serde_bytes")]
     pub pixels: Vec<u8>,
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::config::{UNetConfig, VaeConfig};
+use crate::pipeline::generate::Field;
 use crate::scheduler::{SchedulerConfig, SchedulerKind};
 
 /// What a manifest may say about its model, over what the configs imply: SD-Turbo's configs do
@@ -23,13 +24,13 @@ impl Hints {
         self.steps.is_none() && self.guidance_scale.is_none()
     }
 
-    /// Refuses values no generation could use.
+    /// Refuses values no generation could use (outside the [`Field`] ranges a request takes).
     pub fn check(&self) -> Result<(), String> {
-        if let Some(steps) = self.steps.filter(|s| !(1..=1000).contains(s)) {
-            return Err(format!("suggested steps {steps}: must be 1 to 1000"));
+        if let Some(steps) = self.steps.filter(|&s| !Field::STEPS.holds(s as f64)) {
+            return Err(format!("suggested steps {steps}: must be {}", Field::STEPS.range()));
         }
-        if let Some(g) = self.guidance_scale.filter(|g| !(g.is_finite() && (0.0..=30.0).contains(g))) {
-            return Err(format!("suggested guidance {g}: must be 0 to 30"));
+        if let Some(g) = self.guidance_scale.filter(|&g| !Field::GUIDANCE.holds(g)) {
+            return Err(format!("suggested guidance {g}: must be {}", Field::GUIDANCE.range()));
         }
         Ok(())
     }
@@ -51,11 +52,6 @@ fn kind_name<S: serde::Serializer>(kind: &SchedulerKind, s: S) -> Result<S::Ok, 
     s.serialize_str(kind.name())
 }
 
-/// diffusers' StableDiffusionPipeline defaults to 50 steps; 20 with its own sampler is what the
-/// community settled on and what websd has always used.
-const STEPS: usize = 20;
-const GUIDANCE: f64 = 7.5;
-
 impl Suggested {
     pub fn infer(unet: &UNetConfig, vae: &VaeConfig, scheduler_config: &SchedulerConfig, hints: &Hints) -> Self {
         let scheduler = scheduler_config.class_name.as_deref().and_then(|c| SchedulerKind::from_class(c, scheduler_config.use_karras_sigmas)).unwrap_or(SchedulerKind::Euler);
@@ -67,8 +63,12 @@ impl Suggested {
             // An LCM without that embedding (an LCM-LoRA merge) wants no CFG at all.
             SchedulerKind::Lcm if unet.time_cond_proj_dim.is_some() => (4, 8.5),
             SchedulerKind::Lcm => (4, 1.0),
-            _ => (STEPS, GUIDANCE),
+            // diffusers' StableDiffusionPipeline defaults to 50 steps; 20 with the model's own
+            // sampler is what the community settled on and what websd has always used.
+            _ => (Field::STEPS.default as usize, Field::GUIDANCE.default),
         };
+        // A side the form cannot hold (a tiny test model's 32 px) is brought into range.
+        let side = Field::WIDTH.clamp(side as f64) as usize;
         Self { scheduler, steps: hints.steps.unwrap_or(steps), guidance_scale: hints.guidance_scale.unwrap_or(guidance_scale), width: side, height: side }
     }
 

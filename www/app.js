@@ -3,7 +3,7 @@
 import { WorkerClient } from './worker-client.js';
 import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
 import { setUpModels, selectedId, modelInfo, offerSuggestion } from './models-ui.js';
-import { setUpSettings, readForGenerate, applySettings, setSamplers } from './settings.js';
+import { setUpSettings, readForGenerate, applySettings, setUpForm } from './settings.js';
 import { addImages, renderGallery } from './gallery.js';
 import { setUpTokenCounter } from './tokens.js';
 import { showProgress, showIdle, showError, clearError, startTimer, formatDuration } from './progress.js';
@@ -128,7 +128,7 @@ async function main() {
   window.websdDestroyGpu = () => client.post({ type: 'destroy-gpu' });
   client.on('gpu', ({ info }) => { gpuReady = true; showGpu(info); client.post({ type: 'probe' }); });
   client.on('probe', ({ values }) => showProbe(values));
-  client.on('samplers', ({ samplers }) => setSamplers(samplers));
+  client.on('form', setUpForm);
   client.on('step', onStep);
   client.on('load-progress', ({ done, total }) => showProgress(`Loading ${modelInfo(selectedId()).name}: ${Math.round((100 * done) / total)}%`, done / total));
   client.on('loaded', ({ id, info }) => {
@@ -142,7 +142,7 @@ async function main() {
     else if (phase === 'probe') showProbeError(message);
     else if (phase === 'protocol') showError(message);
   });
-  client.post({ type: 'samplers' });
+  client.post({ type: 'form' });
   await setUpModels(client);
   setUpTokenCounter(client);
   if (problem) { showUnsupported(problem); $('generate').disabled = true; return; }

@@ -8,6 +8,14 @@ const SAVED = 'websd-settings';
 const samplers = () => [...$('scheduler').options].map((o) => o.value);
 // A saved or reused sampler that is not listed yet: chosen as soon as the list arrives.
 let wantedScheduler = null;
+// The numbers' defaults and ranges are Rust's too (wasm `setting_fields()`: {name, default, min,
+// max, step}, by Settings field name), posted with the samplers; index.html has none of them.
+// Until they arrive no number is read, filled or saved (see `formReady`).
+let fields = null;
+const INPUT_OF = { steps: 'steps', guidance_scale: 'guidance', width: 'width', height: 'height', batch_count: 'batch', strength: 'strength' };
+let markReady;
+const formReady = new Promise((resolve) => { markReady = resolve; });
+// The seed is the page's own: drawn as 32 random bits, and JS numbers hold no u64.
 const MAX_SEED = 2 ** 32 - 1;
 
 let initImage = null; // Blob of the img2img start image, or null
@@ -17,17 +25,25 @@ export function randomSeed() {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
-function roundTo8(n, min = 64, max = 2048) {
-  return Math.min(max, Math.max(min, Math.round(n / 8) * 8));
+/** `v` on the field's grid (a whole step when the step is whole: sizes by 8) and in its range. */
+function fit(field, v) {
+  if (Number.isInteger(field.step)) v = Math.round(v / field.step) * field.step;
+  return Math.min(field.max, Math.max(field.min, v));
 }
 
-function number(id, { min, max, integer = true, fallback }) {
-  let v = Number($(id).value);
-  if (!Number.isFinite(v) || $(id).value === '') v = fallback;
-  if (integer) v = Math.round(v);
-  v = Math.min(max, Math.max(min, v));
-  $(id).value = v;
+/** The form's value for Settings field `name`: blank or not a number → Rust's default. */
+function number(name) {
+  const field = fields[name];
+  const input = $(INPUT_OF[name]);
+  const v = input.value === '' || !Number.isFinite(Number(input.value)) ? field.default : fit(field, Number(input.value));
+  input.value = v;
   return v;
+}
+
+function seedValue() {
+  const v = Math.round(Number($('seed').value));
+  $('seed').value = Number.isFinite(v) ? Math.min(MAX_SEED, Math.max(0, v)) : 0;
+  return Number($('seed').value);
 }
 
 function syncPreset() {
@@ -41,14 +57,14 @@ function formValues() {
   return {
     prompt: $('prompt').value,
     negative_prompt: $('negative-prompt').value,
-    steps: number('steps', { min: 1, max: 150, fallback: 20 }),
-    guidance_scale: number('guidance', { min: 0, max: 30, integer: false, fallback: 7.5 }),
-    seed: number('seed', { min: 0, max: MAX_SEED, fallback: 0 }),
-    width: roundTo8(number('width', { min: 64, max: 2048, fallback: 512 })),
-    height: roundTo8(number('height', { min: 64, max: 2048, fallback: 512 })),
+    steps: number('steps'),
+    guidance_scale: number('guidance_scale'),
+    seed: seedValue(),
+    width: number('width'),
+    height: number('height'),
     scheduler: wantedScheduler ?? (samplers().includes($('scheduler').value) ? $('scheduler').value : 'default'),
-    batch_count: number('batch', { min: 1, max: 16, fallback: 1 }),
-    strength: number('strength', { min: 0, max: 1, integer: false, fallback: 0.75 }),
+    batch_count: number('batch_count'),
+    strength: number('strength'),
     preview: $('preview').checked,
   };
 }
@@ -58,6 +74,7 @@ function formValues() {
  * img2img start image to RGBA at the chosen size. Returns {params, settings}.
  */
 export async function readForGenerate() {
+  await formReady;
   if (!$('seed-lock').checked) $('seed').value = randomSeed();
   const settings = formValues();
   $('width').value = settings.width;
@@ -70,7 +87,10 @@ export async function readForGenerate() {
   return { params, settings: { ...settings, img2img: Boolean(initImage) } };
 }
 
-/** Fills the form from saved settings (a gallery image's, or the last session's). */
+/**
+ * Fills the form from saved settings (a gallery image's, or the last session's). The text, seed
+ * and checkboxes at once; the numbers once Rust's ranges are in (the form holds none before).
+ */
 export function applySettings(s, { lockSeed = true } = {}) {
   if (!s) return;
   const set = (id, v) => { if (v !== undefined && v !== null) $(id).value = v; };
@@ -78,24 +98,40 @@ export function applySettings(s, { lockSeed = true } = {}) {
   set('negative-prompt', s.negative_prompt);
   // Setting .value fires no event: tell the token counter.
   for (const id of ['prompt', 'negative-prompt']) $(id).dispatchEvent(new Event('change'));
-  set('steps', s.steps);
-  set('guidance', s.guidance_scale);
   set('seed', s.seed);
-  set('width', s.width);
-  set('height', s.height);
   if (samplers().includes(s.scheduler)) { $('scheduler').value = s.scheduler; wantedScheduler = null; }
   else if (typeof s.scheduler === 'string' && s.scheduler) wantedScheduler = s.scheduler;
-  set('batch', s.batch_count);
-  set('strength', s.strength);
   if (typeof s.preview === 'boolean') $('preview').checked = s.preview;
   if (lockSeed) $('seed-lock').checked = true;
-  $('strength-value').textContent = Number($('strength').value).toFixed(2);
-  syncPreset();
-  save();
+  const numbers = () => {
+    for (const [name, id] of Object.entries(INPUT_OF)) set(id, s[name]);
+    $('strength-value').textContent = Number($('strength').value).toFixed(2);
+    syncPreset();
+    save();
+  };
+  if (fields) numbers();
+  else formReady.then(numbers);
 }
 
-/** Lists the samplers Rust has ([{name, label}]) after "Model default". */
-export function setSamplers(list) {
+/**
+ * Sets up the form from Rust's lists (the worker's `form` message): the samplers ([{name, label}],
+ * after "Model default") and each number's default and range. Settings applied before it
+ * (the last session's, a suggestion) then fill their numbers in, in the order they came.
+ */
+export function setUpForm({ samplers: list, fields: numbers }) {
+  fields = Object.fromEntries(numbers.map((f) => [f.name, f]));
+  for (const f of numbers) {
+    const input = $(INPUT_OF[f.name]);
+    Object.assign(input, { min: f.min, max: f.max, step: f.step, value: f.default });
+  }
+  $('strength-value').textContent = fields.strength.default.toFixed(2);
+  setSamplers(list);
+  syncPreset();
+  markReady();
+  document.body.dataset.form = 'ready';
+}
+
+function setSamplers(list) {
   const select = $('scheduler');
   for (const { name, label } of list) {
     if (samplers().includes(name)) continue;
@@ -106,7 +142,6 @@ export function setSamplers(list) {
   }
   if (wantedScheduler && samplers().includes(wantedScheduler)) select.value = wantedScheduler;
   wantedScheduler = null;
-  document.body.dataset.samplers = 'ready';
 }
 
 /** The label the scheduler list gives a sampler's name ('euler_a' → 'Euler a'). */
@@ -120,6 +155,7 @@ export function samplerLabel(name) {
  * model's own. With `suggested` null the "Model default" option only loses its name.
  */
 export function applySuggested(suggested, { fill = true } = {}) {
+  if (!fields) { formReady.then(() => applySuggested(suggested, { fill })); return; }
   const option = $('scheduler').querySelector('option[value="default"]');
   option.textContent = suggested ? `Model default (${samplerLabel(suggested.scheduler)})` : 'Model default';
   if (!suggested || !fill) return;
@@ -134,6 +170,7 @@ export function applySuggested(suggested, { fill = true } = {}) {
 }
 
 function save() {
+  if (!fields) return;
   try {
     localStorage.setItem(SAVED, JSON.stringify({ ...formValues(), seedLocked: $('seed-lock').checked }));
   } catch { /* storage full or disabled: the form still works, only without memory */ }
@@ -211,7 +248,7 @@ export function setUpSettings() {
     save();
   });
   for (const id of ['width', 'height']) {
-    $(id).addEventListener('change', () => { $(id).value = roundTo8(Number($(id).value) || 512); syncPreset(); save(); });
+    $(id).addEventListener('change', () => { if (fields) number(id); syncPreset(); save(); });
   }
   $('strength').addEventListener('input', () => { $('strength-value').textContent = Number($('strength').value).toFixed(2); });
   $('scheduler').addEventListener('change', () => { wantedScheduler = null; });

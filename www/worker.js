@@ -6,7 +6,7 @@
 //   · {type:'cancel-download', id} · {type:'delete-model', id} · {type:'storage'}
 //   · {type:'generate', id, params}: loads model `id` first unless it is the loaded one (the worker
 //     alone knows which is) · {type:'cancel'}: the run stops after its current step (or its load)
-//   · {type:'prompt-length', field, text} · {type:'samplers'}
+//   · {type:'prompt-length', field, text} · {type:'form'}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
@@ -19,7 +19,8 @@
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, code, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
-//   · {type:'samplers', samplers: [{name, label}]} (Rust's list, for the page's form)
+//   · {type:'form', samplers: [{name, label}], fields: [{name, default, min, max, step}]} (Rust's
+//     lists: the page's form has no numbers of its own)
 //   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
 //   · {type:'roundtrip', result: {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std,
 //     input, round_trip, random /* {width, height, png} */}}
@@ -145,7 +146,7 @@ const handlers = {
   init: async () => { await wasm(); postMessage({ type: 'gpu', info: await websd.init_gpu() }); },
   probe: async () => { await wasm(); postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) }); },
   'list-models': postModels,
-  samplers: async () => { await wasm(); postMessage({ type: 'samplers', samplers: Array.from(websd.samplers()) }); },
+  form: async () => { await wasm(); postMessage({ type: 'form', samplers: Array.from(websd.samplers()), fields: websd.setting_fields() }); },
   storage: async () => postMessage({ type: 'storage', ...(await store.storageInfo()) }),
   download,
   'cancel-download': async ({ id }) => downloads.get(id)?.abort(),

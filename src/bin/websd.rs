@@ -276,7 +276,7 @@ mod cli {
     /// `websd generate`: text (and optionally an image) to PNG files.
     pub fn generate(args: &[String]) -> Result<(), String> {
         use websd::pipeline::StableDiffusion;
-        use websd::pipeline::generate::Settings;
+        use websd::pipeline::generate::{Field, Settings};
         let model = match (args.first(), args.iter().position(|a| a == "--model")) {
             (_, Some(i)) => std::path::PathBuf::from(args.get(i + 1).ok_or("--model needs a folder")?),
             (Some(m), None) if !m.starts_with("--") => std::path::PathBuf::from(m),
@@ -337,15 +337,15 @@ mod cli {
             width: num("--width", suggested.width as f64)? as usize,
             height: num("--height", suggested.height as f64)? as usize,
             scheduler: opt(args, "--scheduler", "").to_string(),
-            batch_count: num("--batch", 1.0)? as usize,
+            batch_count: num("--batch", Field::BATCH.default)? as usize,
             clip_skip: num("--clip-skip", 1.0)? as usize,
-            strength: num("--strength", 0.75)?,
+            strength: num("--strength", Field::STRENGTH.default)?,
             fast_decode: args.iter().any(|a| a == "--taesd"),
             preview: false,
-        };
-        let init = match args.iter().position(|a| a == "--init") {
-            Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
-            None => None,
+            init_image: match args.iter().position(|a| a == "--init") {
+                Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
+                None => None,
+            },
         };
         for (text, what) in [(&settings.prompt, "prompt"), (&settings.negative_prompt, "negative prompt")] {
             if let Some(notice) = websd::tokenizer::PromptLength::of(text).map_err(|e| e.to_string())?.notice(what) {
@@ -355,7 +355,7 @@ mod cli {
         let started = std::time::Instant::now();
         let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let mut bar = ProgressBar::new();
-        let images = pollster::block_on(sd.generate_images(&settings, init.as_ref(), &name, |done, total, _| {
+        let images = pollster::block_on(sd.generate_images(&settings, &name, |done, total, _| {
             bar.show(done, total);
             async { true }
         }))

@@ -14,6 +14,58 @@ use crate::tokenizer::ClipTokenizer;
 /// A prompt's token ids, in 77-id chunks.
 pub type Chunks = Vec<Vec<i64>>;
 
+/// A number the user sets, with its default and the range a request may take. [`Field::ALL`] is
+/// the one list: serde's defaults, [`Settings::check`], the CLI's fallbacks, the manifest's
+/// suggestion check and (through wasm `setting_fields()`) the page's form all read it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Field {
+    /// The [`Settings`] field it describes.
+    pub name: &'static str,
+    pub default: f64,
+    pub min: f64,
+    pub max: f64,
+    /// The form's increment. Only a hint: sizes must also be multiples of 8, which the pipeline
+    /// checks (once, for every caller), and guidance may be any number in range.
+    pub step: f64,
+}
+
+impl Field {
+    pub const STEPS: Field = Field { name: "steps", default: 20.0, min: 1.0, max: 150.0, step: 1.0 };
+    pub const GUIDANCE: Field = Field { name: "guidance_scale", default: 7.5, min: 0.0, max: 30.0, step: 0.5 };
+    pub const WIDTH: Field = Field { name: "width", default: 512.0, min: 64.0, max: 2048.0, step: 8.0 };
+    pub const HEIGHT: Field = Field { name: "height", ..Field::WIDTH };
+    pub const BATCH: Field = Field { name: "batch_count", default: 1.0, min: 1.0, max: 16.0, step: 1.0 };
+    pub const STRENGTH: Field = Field { name: "strength", default: 0.75, min: 0.0, max: 1.0, step: 0.01 };
+    pub const ALL: [Field; 6] = [Field::STEPS, Field::GUIDANCE, Field::WIDTH, Field::HEIGHT, Field::BATCH, Field::STRENGTH];
+
+    pub fn holds(&self, value: f64) -> bool {
+        value.is_finite() && (self.min..=self.max).contains(&value)
+    }
+
+    /// "1 to 150".
+    pub fn range(&self) -> String {
+        format!("{} to {}", self.min, self.max)
+    }
+
+    /// Refuses `value` outside the range, naming the field as the user knows it.
+    pub fn check(&self, value: f64) -> Result<()> {
+        if self.holds(value) {
+            return Ok(());
+        }
+        let what = match self.name {
+            "guidance_scale" => "guidance",
+            "batch_count" => "batch count",
+            other => other,
+        };
+        Err(Error::InvalidRequest(format!("{what} must be {}, not {value}", self.range())))
+    }
+
+    /// Clamps `value` into the range (a model's suggestion, which the form must be able to hold).
+    pub fn clamp(&self, value: f64) -> f64 {
+        value.clamp(self.min, self.max)
+    }
+}
+
 /// What the user asked for (the page's settings; the CLI's flags).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -33,7 +85,7 @@ pub struct Settings {
     /// A sampler name (`euler_a`, …) or empty for the model's own.
     #[serde(default)]
     pub scheduler: String,
-    #[serde(default = "one")]
+    #[serde(default = "default_batch")]
     pub batch_count: usize,
     #[serde(default = "one")]
     pub clip_skip: usize,
@@ -46,22 +98,40 @@ pub struct Settings {
     /// Show the denoised image after each step (TAESD when the model has it: the page's live preview).
     #[serde(default)]
     pub preview: bool,
+    /// img2img's start image (RGBA8 at width×height); none for text-to-image.
+    #[serde(default)]
+    pub init_image: Option<RgbaImage>,
 }
 
 fn default_steps() -> usize {
-    20
+    Field::STEPS.default as usize
 }
 fn default_guidance() -> f64 {
-    7.5
+    Field::GUIDANCE.default
 }
 fn default_size() -> usize {
-    512
+    Field::WIDTH.default as usize
+}
+fn default_batch() -> usize {
+    Field::BATCH.default as usize
 }
 fn one() -> usize {
     1
 }
 fn default_strength() -> f64 {
-    0.75
+    Field::STRENGTH.default
+}
+
+impl Settings {
+    /// Refuses a number outside its [`Field`] range, before anything is tokenized or run.
+    pub fn check(&self) -> Result<()> {
+        Field::STEPS.check(self.steps as f64)?;
+        Field::GUIDANCE.check(self.guidance_scale)?;
+        Field::WIDTH.check(self.width as f64)?;
+        Field::HEIGHT.check(self.height as f64)?;
+        Field::BATCH.check(self.batch_count as f64)?;
+        Field::STRENGTH.check(self.strength)
+    }
 }
 
 /// One finished image.
@@ -81,10 +151,11 @@ impl StableDiffusion {
         Ok((encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect(), encoded.weights))
     }
 
-    /// The request for `settings`, with an optional input image (RGBA8, width×height).
-    pub fn request(&self, s: &Settings, init_image: Option<&RgbaImage>) -> Result<Request> {
+    /// The request for `settings`.
+    pub fn request(&self, s: &Settings) -> Result<Request> {
+        s.check()?;
         let scheduler = if s.scheduler.is_empty() || s.scheduler == "default" { self.suggested.scheduler } else { SchedulerKind::parse(&s.scheduler)? };
-        let init_image = match init_image {
+        let init_image = match &s.init_image {
             Some(img) => {
                 if (img.width, img.height) != (s.width, s.height) {
                     return Err(Error::InvalidInput(format!("the input image is {}×{}; resize it to {}×{}", img.width, img.height, s.width, s.height)));
@@ -114,22 +185,22 @@ impl StableDiffusion {
     }
 
     /// Runs `settings`; `on_step(done, total, denoised)` as in [`StableDiffusion::generate`].
-    pub async fn generate_images<F, Fut>(&self, s: &Settings, init_image: Option<&RgbaImage>, model_name: &str, on_step: F) -> Result<Vec<Generated>>
+    pub async fn generate_images<F, Fut>(&self, s: &Settings, model_name: &str, on_step: F) -> Result<Vec<Generated>>
     where
         F: FnMut(usize, usize, Tensor<4>) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let request = self.request(s, init_image)?;
+        let request = self.request(s)?;
         let decoded = self.generate(&request, &mut SeededNoise(s.seed), on_step).await?;
         let images = read_images(decoded, s.height, s.width).await.map_err(|e| match e {
-            Error::BadImage(m) => Error::BadImage(format!("{m}; settings: {}", parameters(s, request.scheduler, 0, model_name, init_image.is_some()).replace('\n', " | "))),
+            Error::BadImage(m) => Error::BadImage(format!("{m}; settings: {}", parameters(s, request.scheduler, 0, model_name).replace('\n', " | "))),
             other => other,
         })?;
         images
             .into_iter()
             .enumerate()
             .map(|(b, image)| {
-                let parameters = parameters(s, request.scheduler, b as u64, model_name, init_image.is_some());
+                let parameters = parameters(s, request.scheduler, b as u64, model_name);
                 Ok(Generated { png: encode_png(&image, &parameters)?, image, seed: s.seed.wrapping_add(b as u64), parameters })
             })
             .collect()
@@ -174,7 +245,7 @@ pub fn rgba_to_tensor(img: &RgbaImage, device: &Device) -> Tensor<4> {
 }
 
 /// A1111's `parameters` text for image `b` of the batch.
-pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str, img2img: bool) -> String {
+pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str) -> String {
     let mut text = s.prompt.clone();
     if !s.negative_prompt.is_empty() {
         text.push_str(&format!("\nNegative prompt: {}", s.negative_prompt));
@@ -188,7 +259,7 @@ pub fn parameters(s: &Settings, scheduler: SchedulerKind, b: u64, model: &str, i
         s.width,
         s.height
     ));
-    if img2img {
+    if s.init_image.is_some() {
         text.push_str(&format!(", Denoising strength: {}", s.strength));
     }
     if s.clip_skip > 1 {
@@ -210,9 +281,26 @@ mod tests {
             serde_json::from_str(r#"{"prompt": "a fox", "negative_prompt": "blurry", "steps": 4, "guidance_scale": 6.5, "seed": 9, "width": 64, "height": 48, "strength": 0.5}"#)
                 .unwrap();
         assert_eq!(
-            parameters(&s, SchedulerKind::EulerAncestral, 1, "tiny", false),
+            parameters(&s, SchedulerKind::EulerAncestral, 1, "tiny"),
             "a fox\nNegative prompt: blurry\nSteps: 4, Sampler: euler_a, CFG scale: 6.5, Seed: 10, Size: 64x48, Model: tiny, Generator: websd"
         );
-        assert!(parameters(&s, SchedulerKind::EulerAncestral, 0, "tiny", true).ends_with("Model: tiny, Denoising strength: 0.5, Generator: websd"));
+        let img2img = Settings { init_image: Some(RgbaImage { width: 64, height: 48, pixels: vec![0; 64 * 48 * 4] }), ..s };
+        assert!(parameters(&img2img, SchedulerKind::EulerAncestral, 0, "tiny").ends_with("Model: tiny, Denoising strength: 0.5, Generator: websd"));
+    }
+
+    /// serde fills a left-out number with its Field's default, and a number outside its range is
+    /// refused by name (the page clamps its form to the same ranges, from wasm setting_fields()).
+    #[test]
+    fn left_out_numbers_take_the_fields_defaults_and_out_of_range_ones_are_refused() {
+        let s: Settings = serde_json::from_str(r#"{"prompt": "a fox"}"#).unwrap();
+        let values = [s.steps as f64, s.guidance_scale, s.width as f64, s.height as f64, s.batch_count as f64, s.strength];
+        assert_eq!(values, Field::ALL.map(|f| f.default));
+        assert!(s.check().is_ok());
+        let refused = |json: &str| serde_json::from_str::<Settings>(json).unwrap().check().map_err(|e| (e.code(), e.to_string())).unwrap_err();
+        assert_eq!(refused(r#"{"prompt": "", "steps": 151}"#), ("InvalidRequest", "steps must be 1 to 150, not 151".into()));
+        assert_eq!(refused(r#"{"prompt": "", "guidance_scale": -1}"#), ("InvalidRequest", "guidance must be 0 to 30, not -1".into()));
+        assert_eq!(refused(r#"{"prompt": "", "width": 32}"#), ("InvalidRequest", "width must be 64 to 2048, not 32".into()));
+        assert_eq!(refused(r#"{"prompt": "", "batch_count": 0}"#), ("InvalidRequest", "batch count must be 1 to 16, not 0".into()));
+        assert_eq!(refused(r#"{"prompt": "", "strength": 1.5}"#), ("InvalidRequest", "strength must be 0 to 1, not 1.5".into()));
     }
 }

@@ -192,9 +192,7 @@ impl StableDiffusion {
         let (start, mut latents) = match &req.init_image {
             None => (0, noise.noise(STREAM_LATENTS, b, [4, h, w], &device)? * scheduler.init_noise_sigma()),
             Some(image) => {
-                if !(0.0..=1.0).contains(&req.strength) {
-                    return Err(Error::InvalidRequest(format!("strength must be in 0..=1, not {}", req.strength)));
-                }
+                crate::pipeline::generate::Field::STRENGTH.check(req.strength)?;
                 let [_, _, ih, iw] = image.dims();
                 if (ih, iw) != (req.height, req.width) {
                     return Err(Error::InvalidInput(format!("the input image is {iw}×{ih}, the request {}×{}", req.width, req.height)));

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array, Uint8ClampedArray};
+use js_sys::{Function, Object, Promise, Uint8Array, Uint8ClampedArray};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -84,30 +84,22 @@ pub fn suggested_settings(manifest_json: &str) -> Result<JsValue, JsValue> {
     serde_wasm_bindgen::to_value(&suggested).map_err(js_error)
 }
 
-/// Generates images for `params` (`pipeline::generate::Settings`, plus `init_image: {width,
-/// height, pixels}` for img2img). `on_step(step, total, preview | null)` is awaited after each step;
+/// Generates images for `params` (`pipeline::generate::Settings`: img2img's `init_image` is
+/// `{width, height, pixels: Uint8Array}`). `on_step(step, total, preview | null)` is awaited after each step;
 /// resolving to false stops the run: the one way to cancel (the worker answers false once it has
 /// heard "cancel", which awaiting lets in). Resolves to an array of
 /// `{width, height, pixels, png, seed, parameters}`.
 #[wasm_bindgen]
 pub async fn generate(params: JsValue, on_step: Function) -> Result<JsValue, JsValue> {
     let Loaded { sd, name } = MODEL.with(|m| m.borrow().clone()).ok_or_else(|| invalid_request("no model is loaded"))?;
-    let settings: Settings = serde_wasm_bindgen::from_value(params.clone()).map_err(|e| invalid_request(format!("bad settings: {e}")))?;
-    let init_image = match Reflect::get(&params, &"init_image".into()) {
-        Ok(v) if v.is_object() => {
-            let num = |k: &str| Reflect::get(&v, &k.into()).ok().and_then(|x| x.as_f64()).unwrap_or(0.0) as usize;
-            let pixels = Uint8Array::new(&Reflect::get(&v, &"pixels".into())?).to_vec();
-            Some(RgbaImage { width: num("width"), height: num("height"), pixels })
-        }
-        _ => None,
-    };
+    let settings: Settings = serde_wasm_bindgen::from_value(params).map_err(|e| invalid_request(format!("bad settings: {e}")))?;
     let want_preview = settings.preview;
     let sd_for_preview = sd.clone();
     // A preview that cannot be read back means the GPU is gone: stop at once and say so.
     let lost: Rc<RefCell<Option<crate::Error>>> = Rc::default();
     let lost_in_step = lost.clone();
     let result = sd
-        .generate_images(&settings, init_image.as_ref(), &name, |done, total, denoised| {
+        .generate_images(&settings, &name, |done, total, denoised| {
             let on_step = on_step.clone();
             let sd = sd_for_preview.clone();
             let lost = lost_in_step.clone();
@@ -160,6 +152,13 @@ pub fn samplers() -> js_sys::Array {
             JsValue::from(o)
         })
         .collect()
+}
+
+/// Each number a generation takes, as [{name, default, min, max, step}] (`Field::ALL`, by
+/// `Settings` field name): the page's form takes its defaults and ranges from here.
+#[wasm_bindgen]
+pub fn setting_fields() -> Result<JsValue, JsValue> {
+    serde_wasm_bindgen::to_value(&crate::pipeline::generate::Field::ALL).map_err(|e| JsValue::from(e.to_string()))
 }
 
 /// How `text` tokenizes: {tokens, chunks, notice} (notice: null unless the prompt is split into

@@ -66,11 +66,11 @@ test('seeded noise is bit-identical in the browser (wasm) and natively', async (
   }
 });
 
-test('errors from the wasm module carry their kind as their name; the page lists the samplers Rust has', async () => {
+test('errors from the wasm module carry their kind as their name; the form\'s samplers, defaults and ranges are Rust\'s', async () => {
   const browser = await launchBrowser();
   try {
     const { page } = await openPage(browser, site.url);
-    await page.waitForSelector('body[data-samplers="ready"]', { timeout: 60_000 });
+    await page.waitForSelector('body[data-form="ready"]', { timeout: 60_000 });
     const got = await page.evaluate(async () => {
       const m = await import('/www/pkg/websd.js');
       await m.default();
@@ -84,8 +84,26 @@ test('errors from the wasm module carry their kind as their name; the page lists
         noModel: await failure(() => m.generate({}, () => true)),
         samplers: Array.from(m.samplers(), ({ name, label }) => [name, label]),
         listed: [...document.querySelectorAll('#scheduler option')].map((o) => [o.value, o.textContent]),
+        fields: m.setting_fields(),
+        inputs: Object.fromEntries(['steps', 'guidance', 'width', 'height', 'batch', 'strength'].map((id) => {
+          const e = document.getElementById(id);
+          return [id, [e.min, e.max, e.step, e.value].map(Number)];
+        })),
+        html: await (await fetch('/index.html')).text(),
       };
     });
+    // Each number's default and range is Rust's (pipeline::generate::Field), and index.html
+    // holds no copy of them: this page has no saved settings, so every input shows the default.
+    const byName = Object.fromEntries(got.fields.map((f) => [f.name, f]));
+    assert.deepEqual(byName.steps, { name: 'steps', default: 20, min: 1, max: 150, step: 1 });
+    assert.deepEqual(byName.strength, { name: 'strength', default: 0.75, min: 0, max: 1, step: 0.01 });
+    const inputOf = { steps: 'steps', guidance_scale: 'guidance', width: 'width', height: 'height', batch_count: 'batch', strength: 'strength' };
+    assert.deepEqual(Object.keys(byName).sort(), Object.keys(inputOf).sort());
+    for (const f of got.fields) assert.deepEqual(got.inputs[inputOf[f.name]], [f.min, f.max, f.step, f.default], f.name);
+    for (const id of Object.values(inputOf)) {
+      const tag = got.html.match(new RegExp(`<input id="${id}"[^>]*>`))[0];
+      assert.doesNotMatch(tag, /\b(min|max|step|value)=/, tag);
+    }
     // The page's sampler list is Rust's, after "Model default".
     assert.deepEqual(got.listed, [['default', 'Model default'], ...got.samplers]);
     assert.equal(got.samplers.length, 8);

@@ -358,7 +358,7 @@ test('a manifest Rust would refuse at load is refused before any shard is fetche
     const url = new URL(`${MOUNT}lying.json`, site.url).href;
     await downloadByUrl(page, url);
     const error = await waitForMessage(page, 'error', url, 60_000);
-    assert.equal(error.message, `${url} is not a model this version of websd can load: manifest.json is not a valid manifest: suggested steps 0: must be 1 to 1000`);
+    assert.equal(error.message, `${url} is not a model this version of websd can load: manifest.json is not a valid manifest: suggested steps 0: must be 1 to 150`);
     assert.match(await page.textContent('#error'), /is not a model this version of websd can load/);
     await assertRefusedBeforeFetching(page, `${MOUNT}lying.json`);
   } finally {

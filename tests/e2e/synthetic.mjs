@@ -80,7 +80,7 @@ export async function openGpuPage(browser, url) {
   const page = await context.newPage();
   await page.goto(url);
   await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
-  await page.waitForSelector('body[data-samplers="ready"]', { timeout: 60_000 });
+  await page.waitForSelector('body[data-form="ready"]', { timeout: 60_000 });
   return { context, page };
 }
 

@@ -43,7 +43,7 @@ test('gallery images survive a reload, download as the same PNG and restore thei
 
     await page.reload();
     await page.waitForSelector('body[data-gallery="1"]');
-    await page.waitForSelector('body[data-samplers="ready"]');
+    await page.waitForSelector('body[data-form="ready"]');
     const item = page.locator('.gallery-item');
     assert.match(await item.locator('.caption').textContent(), /^72×64 · seed 1234 · 2 s · Synthetic · /);
     assert.equal(await item.locator('img').evaluate((img) => img.complete && img.naturalWidth), 72);

@@ -188,6 +188,7 @@ fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
         strength: 0.75,
         fast_decode: false,
         preview: false,
+        init_image: None,
     };
     // The tiny model's largest buffer at 64², with the UNet's batch of 1 and of 2 (websd::memory).
     let c = sd.configs.clone();
@@ -195,7 +196,7 @@ fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
     sd.buffer_limit = Some(largest(1) - 1);
     for (guidance, batch) in [(7.5, 2), (1.0, 1)] {
         let mut steps = 0;
-        let refused = pollster::block_on(sd.generate_images(&settings(guidance), None, "tiny", |_, _, _| {
+        let refused = pollster::block_on(sd.generate_images(&settings(guidance), "tiny", |_, _, _| {
             steps += 1;
             async { true }
         }));
@@ -206,7 +207,7 @@ fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
         assert_eq!(steps, 0, "nothing ran");
     }
     sd.buffer_limit = Some(largest(2));
-    let fits = pollster::block_on(sd.generate_images(&settings(7.5), None, "tiny", |_, _, _| async { true }));
+    let fits = pollster::block_on(sd.generate_images(&settings(7.5), "tiny", |_, _, _| async { true }));
     assert_eq!(fits.map(|images| images.len()).unwrap(), 1, "at the limit it runs");
 }
 

@@ -59,6 +59,7 @@ mod flags {
                 "--batch",
                 "--clip-skip",
                 "--init",
+                "--mask",
                 "--strength",
                 "--device",
                 "--dtype",
@@ -136,7 +137,7 @@ mod cli {
                                the largest GPU buffers of one generation, from the configs
   generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps N] [--guidance G] [--seed 0]
            [--width W] [--height H] [--scheduler NAME] [--batch 1] [--clip-skip 1]
-           [--init IMAGE.png --strength 0.75] [--taesd] [--cpu] [--dtype f32|f16]
+           [--init IMAGE.png --strength 0.75 [--mask MASK.png]] [--taesd] [--cpu] [--dtype f32|f16]
            [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder;
                               steps, guidance, size and scheduler left out are the model's own
                               (20 / 7.5 / its sample size / its scheduler_config; LCM: 4 steps;
@@ -344,6 +345,11 @@ mod cli {
             preview: false,
             init_image: match args.iter().position(|a| a == "--init") {
                 Some(i) => Some(read_png(args.get(i + 1).ok_or("--init needs a PNG file")?)?),
+                None => None,
+            },
+            // Inpainting: white is repainted, black kept (the start image's size).
+            mask: match args.iter().position(|a| a == "--mask") {
+                Some(i) => Some(read_png(args.get(i + 1).ok_or("--mask needs a PNG file")?)?),
                 None => None,
             },
         };

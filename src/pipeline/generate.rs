@@ -101,6 +101,9 @@ pub struct Settings {
     /// img2img's start image (RGBA8 at width×height); none for text-to-image.
     #[serde(default)]
     pub init_image: Option<RgbaImage>,
+    /// Inpainting's mask (RGBA8 at width×height): white (grey ≥ 128) is repainted, black kept.
+    #[serde(default)]
+    pub mask: Option<RgbaImage>,
 }
 
 fn default_steps() -> usize {
@@ -164,6 +167,13 @@ impl StableDiffusion {
             }
             None => None,
         };
+        let mask = match &s.mask {
+            Some(m) if (m.width, m.height) != (s.width, s.height) => {
+                return Err(Error::InvalidInput(format!("the mask is {}×{}; resize it to {}×{}", m.width, m.height, s.width, s.height)));
+            }
+            Some(m) => Some(mask_to_tensor(m, &self.device)),
+            None => None,
+        };
         let (prompt, prompt_weights) = self.tokenize(&s.prompt)?;
         let (negative_prompt, negative_weights) = self.tokenize(&s.negative_prompt)?;
         Ok(Request {
@@ -180,6 +190,7 @@ impl StableDiffusion {
             clip_skip: s.clip_skip,
             init_image,
             strength: s.strength,
+            mask,
             decoder: if s.fast_decode && self.taesd.is_some() { Decoder::Taesd } else { Decoder::Vae },
         })
     }
@@ -242,6 +253,20 @@ pub fn rgba_to_tensor(img: &RgbaImage, device: &Device) -> Tensor<4> {
         }
     }
     Tensor::from_data(TensorData::new(values, [1, 3, img.height, img.width]), device)
+}
+
+/// An RGBA8 mask → [1, 1, H, W] of 0 and 1, as diffusers' mask processor reads a picture: its
+/// grey level (PIL's "L": 0.299 R + 0.587 G + 0.114 B, rounded) binarized at half.
+pub fn mask_to_tensor(img: &RgbaImage, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = img
+        .pixels
+        .chunks(4)
+        .map(|px| {
+            let grey = (px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16;
+            if grey as f32 / 255.0 >= 0.5 { 1.0 } else { 0.0 }
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, [1, 1, img.height, img.width]), device)
 }
 
 /// A1111's `parameters` text for image `b` of the batch.

@@ -1,4 +1,4 @@
-//! Text-to-image and image-to-image: text conditioning, the sampler loop with classifier-free
+//! Text-to-image, image-to-image and inpainting: text conditioning, the sampler loop with classifier-free
 //! guidance, progress and cancel between steps, and decoding. Async so that the browser worker can
 //! yield between steps (to hear "cancel" and to show previews); native callers block on it.
 //! load.rs builds a model from a diffusers folder or a converted one; generate.rs takes the
@@ -77,11 +77,15 @@ pub struct Request {
     /// img2img: the input image [1, 3, H, W] in [-1, 1] and how much of it to repaint (0..=1).
     pub init_image: Option<Tensor<4>>,
     pub strength: f64,
+    /// Inpainting: [1, 1, H, W], 1 where the image is repainted and 0 where it is kept (binarized,
+    /// as diffusers' mask processor leaves it). Needs `init_image`.
+    pub mask: Option<Tensor<4>>,
     pub decoder: Decoder,
 }
 
 /// Where the pipeline's randomness comes from. Streams: 0 the initial latents, 1 the img2img
-/// noise, 2 the VAE encoder's sample, 100 + i the sampler's noise at step i.
+/// noise, 2 the VAE encoder's sample, 3 its sample of the masked image (inpainting), 100 + i the
+/// sampler's noise at step i.
 pub trait NoiseSource {
     fn noise(&mut self, stream: u64, batch: usize, shape: [usize; 3], device: &Device) -> Result<Tensor<4>>;
 }
@@ -89,6 +93,7 @@ pub trait NoiseSource {
 pub const STREAM_LATENTS: u64 = 0;
 pub const STREAM_IMG2IMG: u64 = 1;
 pub const STREAM_ENCODER: u64 = 2;
+pub const STREAM_MASKED_ENCODER: u64 = 3;
 pub const STREAM_STEP: u64 = 100;
 
 /// The seeded noise users get: image b of the batch uses seed + b.
@@ -98,6 +103,13 @@ impl NoiseSource for SeededNoise {
     fn noise(&mut self, stream: u64, batch: usize, shape: [usize; 3], device: &Device) -> Result<Tensor<4>> {
         Ok(crate::rng::batch_noise(self.0, stream, batch, shape, device))
     }
+}
+
+/// Inpainting's extra inputs: the mask at latent size [1, 1, h, w] and, for a 9-channel UNet,
+/// the masked image's latents [1, 4, h, w].
+struct Inpainting {
+    mask: Tensor<4>,
+    masked_latents: Option<Tensor<4>>,
 }
 
 /// Sinusoidal embedding of the guidance scale for LCM-distilled UNets (diffusers'
@@ -159,6 +171,9 @@ impl StableDiffusion {
         if req.batch == 0 || req.prompt.is_empty() {
             return Err(Error::InvalidRequest("nothing to generate: empty batch or prompt".into()));
         }
+        if self.configs.unet.in_channels == 9 && req.mask.is_none() {
+            return Err(Error::InvalidRequest("this is an inpainting model: give it a start image and a mask (white where it repaints)".into()));
+        }
         let cfg = self.uses_cfg(req.guidance);
         if let Some(limit) = self.buffer_limit {
             let copies = if cfg { 2 } else { 1 };
@@ -189,24 +204,41 @@ impl StableDiffusion {
 
         let mut scheduler = req.scheduler.build(&self.scheduler_config, req.steps)?;
         let n = scheduler.timesteps().len();
-        let (start, mut latents) = match &req.init_image {
-            None => (0, noise.noise(STREAM_LATENTS, b, [4, h, w], &device)? * scheduler.init_noise_sigma()),
+        let inpaint = match &req.mask {
+            Some(mask) => Some(self.inpainting(req, mask, noise)?),
+            None => None,
+        };
+        // The image's latents, for img2img and for a plain UNet's inpainting (kept outside the mask).
+        let mut image_latents = None;
+        let (start, mut latents, start_noise) = match &req.init_image {
+            None => (0, noise.noise(STREAM_LATENTS, b, [4, h, w], &device)? * scheduler.init_noise_sigma(), None),
             Some(image) => {
                 crate::pipeline::generate::Field::STRENGTH.check(req.strength)?;
                 let [_, _, ih, iw] = image.dims();
                 if (ih, iw) != (req.height, req.width) {
                     return Err(Error::InvalidInput(format!("the input image is {iw}×{ih}, the request {}×{}", req.width, req.height)));
                 }
-                let (mean, logvar) = self.vae.encode(image.clone());
-                let sample_noise = noise.noise(STREAM_ENCODER, 1, [4, h, w], &device)?;
-                let encoded = (mean + (logvar * 0.5).exp() * sample_noise) * self.vae.scaling_factor;
                 let init_steps = ((req.steps as f64 * req.strength) as usize).min(req.steps);
                 let start = n - init_steps.min(n);
                 if start >= n {
                     return Err(Error::InvalidRequest("strength too low: no steps left to run".into()));
                 }
-                let noise = noise.noise(STREAM_IMG2IMG, b, [4, h, w], &device)?;
-                (start, scheduler.add_noise(encoded.repeat_dim(0, b), noise, start))
+                // diffusers' inpainting at full strength starts from pure noise, as text-to-image
+                // does (its img2img noises the image even then); a 9-channel UNet then needs no
+                // image latents at all.
+                let from_noise = inpaint.is_some() && req.strength >= 1.0;
+                let needs_latents = !from_noise || inpaint.as_ref().is_some_and(|i| i.masked_latents.is_none());
+                if needs_latents {
+                    image_latents = Some(self.encode_image(image.clone(), STREAM_ENCODER, noise)?.repeat_dim(0, b));
+                }
+                if from_noise {
+                    let start_noise = noise.noise(STREAM_LATENTS, b, [4, h, w], &device)?;
+                    (0, start_noise.clone() * scheduler.init_noise_sigma(), Some(start_noise))
+                } else {
+                    let start_noise = noise.noise(STREAM_IMG2IMG, b, [4, h, w], &device)?;
+                    let latents = scheduler.add_noise(image_latents.clone().expect("encoded above"), start_noise.clone(), start);
+                    (start, latents, Some(start_noise))
+                }
             }
         };
 
@@ -214,7 +246,16 @@ impl StableDiffusion {
             let t = scheduler.timesteps()[i];
             let input = scheduler.scale_model_input(latents.clone(), i);
             let copies = if cfg { 2 } else { 1 };
-            let input = if cfg { Tensor::cat(vec![input.clone(), input], 0) } else { input }.cast(self.dtype);
+            let input = if cfg { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+            // An inpainting UNet (9 input channels) also sees the mask and the masked image's latents.
+            let input = match inpaint.as_ref().and_then(|i| i.masked_latents.clone().map(|m| (i.mask.clone(), m))) {
+                Some((mask, masked)) => {
+                    let rows = b * copies;
+                    Tensor::cat(vec![input, mask.repeat_dim(0, rows), masked.repeat_dim(0, rows)], 1)
+                }
+                None => input,
+            }
+            .cast(self.dtype);
             let timesteps = Tensor::<1>::full([b * copies], t as f32, &device);
             let out = self.unet.forward(input, timesteps, context.clone(), guidance_emb.clone())?.cast(FloatDType::F32);
             let prediction = if cfg {
@@ -228,11 +269,50 @@ impl StableDiffusion {
             let step_noise = if scheduler.needs_noise(i) { Some(noise.noise(STREAM_STEP + i as u64, b, [4, h, w], &device)?) } else { None };
             let step = scheduler.step(prediction, i, latents, step_noise)?;
             latents = step.prev_sample;
+            // A plain UNet inpaints by putting the image back outside the mask after every step,
+            // noised to the next step's level (none after the last), as diffusers does.
+            if let Some(Inpainting { mask, masked_latents: None }) = &inpaint {
+                let original = image_latents.clone().expect("encoded above");
+                let kept = if i + 1 < n { scheduler.add_noise(original, start_noise.clone().expect("drawn above"), i + 1) } else { original };
+                latents = kept * (mask.clone().neg() + 1.0) + latents * mask.clone();
+            }
             if !on_step(i + 1 - start, n - start, step.denoised).await {
                 return Err(Error::Cancelled);
             }
         }
         Ok(self.decode(latents, req.decoder))
+    }
+
+    /// The VAE's sample of `image`'s latents (noise from `stream`), scaled for the UNet: [1, 4, h, w].
+    fn encode_image(&self, image: Tensor<4>, stream: u64, noise: &mut dyn NoiseSource) -> Result<Tensor<4>> {
+        let [_, _, ih, iw] = image.dims();
+        let (mean, logvar) = self.vae.encode(image);
+        let sample_noise = noise.noise(stream, 1, [4, ih / 8, iw / 8], &self.device)?;
+        Ok((mean + (logvar * 0.5).exp() * sample_noise) * self.vae.scaling_factor)
+    }
+
+    /// What inpainting adds to a request: the mask at latent size and, for a 9-channel
+    /// inpainting UNet, the latents of the image with the masked part blacked out.
+    fn inpainting(&self, req: &Request, mask: &Tensor<4>, noise: &mut dyn NoiseSource) -> Result<Inpainting> {
+        let Some(image) = &req.init_image else {
+            return Err(Error::InvalidRequest("a mask needs a start image to paint into".into()));
+        };
+        let [_, c, mh, mw] = mask.dims();
+        if (c, mh, mw) != (1, req.height, req.width) {
+            return Err(Error::InvalidInput(format!("the mask is {mw}×{mh}, the request {}×{}", req.width, req.height)));
+        }
+        let (h, w) = (req.height / 8, req.width / 8);
+        // diffusers: nearest-neighbour to latent size (torch picks pixel 8·i of each 8×8 cell).
+        let small = mask.clone().reshape([1, h, 8, w, 8]).narrow(2, 0, 1).narrow(4, 0, 1).reshape([1, 1, h, w]);
+        let masked_latents = match self.configs.unet.in_channels {
+            4 => None,
+            9 => {
+                let keep = mask.clone().lower_elem(0.5).float();
+                Some(self.encode_image(image.clone() * keep, STREAM_MASKED_ENCODER, noise)?)
+            }
+            other => return Err(Error::UnsupportedConfig(format!("a UNet with {other} input channels: inpainting takes 4 (any model) or 9 (an inpainting model)"))),
+        };
+        Ok(Inpainting { mask: small, masked_latents })
     }
 
     /// Whether a generation at `guidance` runs classifier-free guidance (the UNet twice per step):

@@ -362,6 +362,7 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
             batch: 1,
             clip_skip: 1,
             init_image: None,
+            mask: None,
             strength: 1.0,
             decoder: Decoder::Vae,
         };

@@ -20,6 +20,7 @@ fn parity_runs_every_fixture_component_and_all_pass() {
     let expected = [
         ("sd1/text_encoder", "text_encoder", 6),
         ("sd1/unet", "unet", 2),
+        ("sd1_inpaint_unet", "unet", 2),
         ("sd1/vae", "vae", 6),
         ("sd2/text_encoder", "text_encoder", 6),
         ("sd2/unet", "unet", 2),

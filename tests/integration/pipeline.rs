@@ -1,9 +1,9 @@
-//! The whole txt2img and img2img pipeline against diffusers' StableDiffusionPipeline and
-//! StableDiffusionImg2ImgPipeline on the tiny models: same token ids, same initial latents and
-//! noise (recorded), same images.
+//! The whole txt2img, img2img and inpainting pipeline against diffusers' StableDiffusionPipeline,
+//! StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline on the tiny models: same
+//! token ids, same initial latents and noise (recorded), same images.
 
 use burn::prelude::*;
-use websd::pipeline::{Decoder, NoiseSource, Request, STREAM_ENCODER, STREAM_IMG2IMG, STREAM_LATENTS, STREAM_STEP, StableDiffusion};
+use websd::pipeline::{Decoder, NoiseSource, Request, STREAM_ENCODER, STREAM_IMG2IMG, STREAM_LATENTS, STREAM_MASKED_ENCODER, STREAM_STEP, StableDiffusion};
 use websd::scheduler::SchedulerKind;
 use websd::weights::SafetensorsSource;
 
@@ -21,6 +21,7 @@ impl NoiseSource for Recorded<'_> {
             STREAM_LATENTS => "latents".to_string(),
             STREAM_ENCODER => "encoder_noise".to_string(),
             STREAM_IMG2IMG => "img2img_noise".to_string(),
+            STREAM_MASKED_ENCODER => "masked_encoder_noise".to_string(),
             _ => {
                 assert!(stream >= STREAM_STEP, "unexpected noise stream {stream}");
                 self.draws += 1;
@@ -33,7 +34,13 @@ impl NoiseSource for Recorded<'_> {
 
 fn replay(name: &str) {
     let meta = meta(name);
-    let sd = StableDiffusion::from_diffusers_dir(fixtures().join(meta["folder"].as_str().unwrap()), &Device::flex()).unwrap();
+    let mut sd = StableDiffusion::from_diffusers_dir(fixtures().join(meta["folder"].as_str().unwrap()), &Device::flex()).unwrap();
+    // Inpainting fixtures may run another UNet (9 channels) with the folder's other components.
+    if let Some(unet) = meta["unet"].as_str() {
+        let dir = fixtures().join(unet);
+        sd.unet = websd::model::unet::UNet2DConditionModel::from_dir(&dir, &sd.device).unwrap();
+        sd.configs.unet = websd::model::config::UNetConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    }
     let err = replay_with(name, &sd);
     assert!(err < 1e-4, "{name}: image relative error {err:.2e}");
 }
@@ -66,6 +73,7 @@ pub fn replay_with(name: &str, sd: &StableDiffusion) -> f32 {
         clip_skip: 1,
         init_image,
         strength: strength.unwrap_or(1.0),
+        mask: meta["inpaint"].as_bool().unwrap_or(false).then(|| trace.tensor::<4>("mask", &sd.device).unwrap()),
         decoder: Decoder::Vae,
     };
     let mut noise = Recorded { trace: &trace, draws: 0 };
@@ -137,6 +145,28 @@ fn sd1_img2img_euler_ancestral_matches_diffusers() {
     replay("sd1_img2img_euler_a");
 }
 
+/// A plain (4-channel) UNet inpaints by putting the image back outside the mask after each step.
+#[test]
+fn sd1_inpaint_plain_unet_euler_matches_diffusers() {
+    replay("sd1_inpaint_euler");
+}
+
+#[test]
+fn sd1_inpaint_plain_unet_ddim_half_strength_matches_diffusers() {
+    replay("sd1_inpaint_ddim_half");
+}
+
+/// A 9-channel inpainting UNet sees the mask and the masked image's latents.
+#[test]
+fn sd1_inpainting_unet_euler_ancestral_matches_diffusers() {
+    replay("sd1_inpaint9_euler_a");
+}
+
+#[test]
+fn sd1_inpainting_unet_dpmpp_2m_three_quarter_strength_matches_diffusers() {
+    replay("sd1_inpaint9_dpmpp_2m_half");
+}
+
 #[test]
 fn cancel_stops_after_the_step_that_asked() {
     let device = Device::flex();
@@ -157,6 +187,7 @@ fn cancel_stops_after_the_step_that_asked() {
         clip_skip: 1,
         init_image: None,
         strength: 1.0,
+        mask: None,
         decoder: Decoder::Vae,
     };
     let mut calls = 0;
@@ -189,6 +220,7 @@ fn a_size_too_large_for_the_gpu_is_refused_before_it_runs() {
         fast_decode: false,
         preview: false,
         init_image: None,
+        mask: None,
     };
     // The tiny model's largest buffer at 64², with the UNet's batch of 1 and of 2 (websd::memory).
     let c = sd.configs.clone();

@@ -9,9 +9,13 @@ use websd::weights::{RandomSource, SafetensorsSource, WeightLoader};
 use crate::common::{assert_close, fixtures, parity, wgpu_device};
 
 fn check_unet(folder: &str, device: &Device, tag: &str) {
+    check_unet_dir(&format!("{folder}/unet"), device, tag)
+}
+
+fn check_unet_dir(folder: &str, device: &Device, tag: &str) {
     let device = device.clone();
-    let unet = UNet2DConditionModel::from_dir(fixtures().join(folder).join("unet"), &device).expect("load unet");
-    let reference = parity(&format!("{folder}/unet"));
+    let unet = UNet2DConditionModel::from_dir(fixtures().join(folder), &device).expect("load unet");
+    let reference = parity(folder);
     for case in 0..2 {
         let sample = reference.tensor::<4>(&format!("case{case}.sample"), &device).unwrap();
         let t = reference.tensor::<1>(&format!("case{case}.timestep"), &device).unwrap();
@@ -30,6 +34,12 @@ fn sd1_unet_matches_diffusers() {
 #[test]
 fn sd2_unet_matches_diffusers() {
     check_unet("sd2", &Device::flex(), "flex");
+}
+
+/// sd-v1-5-inpainting's layout: 9 input channels (latents, mask, masked image latents).
+#[test]
+fn sd1_inpainting_unet_matches_diffusers() {
+    check_unet_dir("sd1_inpaint_unet", &Device::flex(), "flex");
 }
 
 #[test]

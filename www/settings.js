@@ -1,6 +1,8 @@
 // The generation settings form: reading it into the worker's `generate` params, filling it back
 // (reuse settings, last session), seeds, size presets and the img2img start image.
 
+import { maskPixels, resetMask, setUpMask } from './mask.js';
+
 const $ = (id) => document.getElementById(id);
 const SAVED = 'websd-settings';
 // The sampler list is Rust's (wasm `samplers()`, posted by the worker once its module loads),
@@ -82,9 +84,13 @@ export async function readForGenerate() {
   syncPreset();
   save();
   const params = { ...settings };
-  if (initImage) params.init_image = await imagePixels(initImage, settings.width, settings.height);
-  else delete params.strength;
-  return { params, settings: { ...settings, img2img: Boolean(initImage) } };
+  if (initImage) {
+    params.init_image = await imagePixels(initImage, settings.width, settings.height);
+    // Painted: inpainting (white is repainted); unpainted: the whole image, as plain img2img.
+    const mask = maskPixels(settings.width, settings.height);
+    if (mask) params.mask = mask;
+  } else delete params.strength;
+  return { params, settings: { ...settings, img2img: Boolean(initImage), inpaint: Boolean(params.mask) } };
 }
 
 /**
@@ -195,6 +201,8 @@ function setInitImage(blob) {
   initImageUrl = blob ? URL.createObjectURL(blob) : null;
   $('init-image-preview').src = initImageUrl ?? '';
   $('init-image-shown').hidden = !blob;
+  resetMask(null);
+  if (blob) createImageBitmap(blob).then((b) => { if (initImage === blob) resetMask({ width: b.width, height: b.height }); b.close(); }, () => {});
   $('init-image-none').hidden = Boolean(blob);
   if (!blob) $('init-image-file').value = '';
 }
@@ -223,6 +231,7 @@ function firstImage(items) {
 function setUpInitImage() {
   const zone = $('drop-zone');
   $('init-image-file').addEventListener('change', (e) => setInitImage(e.target.files[0] ?? null));
+  setUpMask(() => ({ width: Number($('width').value), height: Number($('height').value) }));
   $('init-image-clear').addEventListener('click', () => { setInitImage(null); $('init-image-file').focus(); });
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
   zone.addEventListener('dragleave', () => zone.classList.remove('over'));

@@ -328,4 +328,15 @@ mod tests {
         assert_eq!(refused(r#"{"prompt": "", "batch_count": 0}"#), ("InvalidRequest", "batch count must be 1 to 16, not 0".into()));
         assert_eq!(refused(r#"{"prompt": "", "strength": 1.5}"#), ("InvalidRequest", "strength must be 0 to 1, not 1.5".into()));
     }
+
+    /// A mask is read as diffusers reads a picture: PIL's grey level, binarized at half (so a
+    /// mid grey of 128 repaints and 127 keeps; pure red is dark, pure green light).
+    #[test]
+    fn masks_are_binarized_from_their_grey_level() {
+        let colours: [[u8; 3]; 5] = [[128, 128, 128], [127, 127, 127], [255, 0, 0], [0, 255, 0], [255, 255, 255]];
+        let pixels = colours.iter().flat_map(|c| [c[0], c[1], c[2], 255]).collect();
+        let mask = mask_to_tensor(&RgbaImage { width: 5, height: 1, pixels }, &Device::flex());
+        let values: Vec<f32> = mask.into_data().try_to_vec().unwrap();
+        assert_eq!(values, [1.0, 0.0, 0.0, 1.0, 1.0]);
+    }
 }

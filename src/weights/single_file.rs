@@ -98,6 +98,13 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
             (c, json(sched), origin.to_string())
         }
     };
+    // An inpainting checkpoint (sd-v1-5-inpainting, 512-inpainting-ema) takes 9 input channels:
+    // latents, mask and masked-image latents. Its conv_in says so; the built-in configs say 4.
+    if let Some(in_channels) = file.shape(&format!("{UNET}input_blocks.0.0.weight")).map(|s| s[1])
+        && let Some(unet) = configs.get_mut("unet").and_then(Value::as_object_mut)
+    {
+        unet.insert("in_channels".into(), Value::from(in_channels));
+    }
     let usize_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
     let layers_per_block = usize_of(&configs["unet"], "layers_per_block").ok_or_else(|| Error::UnsupportedConfig("unet config: layers_per_block must be a number".into()))?;
     let vae_levels = configs["vae"].get("up_block_types").and_then(Value::as_array).map(Vec::len).unwrap_or(4);

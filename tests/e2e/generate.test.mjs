@@ -229,3 +229,89 @@ test('img2img in the page equals websd generate --init natively', { timeout: 300
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('inpainting in the page: paint a mask over the start image, and the image equals websd generate --mask natively', { timeout: 300_000 }, async (t) => {
+  const reason = missing();
+  if (reason) { t.skip(reason); return; }
+  const site = await startSite();
+  const browser = await launchBrowser();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'websd-inpaint-'));
+  try {
+    const init = path.join(dir, 'init.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a start image', '--steps', '2',
+      '--width', '64', '--height', '64', '--seed', '3', '--cpu', '--out', init);
+
+    const { page } = await openGpuPage(browser, site.url);
+    await page.selectOption('#model-select', 'tiny-sd1');
+    await page.click('#download');
+    await waitForMessage(page, 'downloaded', 'tiny-sd1', 60_000);
+    await page.selectOption('#size-preset', '64x64');
+    await page.fill('#steps', '3');
+    await page.fill('#prompt', 'a lighthouse, inpainted');
+    await page.fill('#seed', '21');
+    await page.check('#seed-lock');
+    await page.selectOption('#scheduler', 'euler');
+    await page.setInputFiles('#init-image-file', init);
+    await page.waitForSelector('#mask-tools:not([hidden])');
+    assert.equal(await page.getAttribute('body', 'data-mask'), 'empty');
+    await page.$eval('#strength', (el) => { el.value = '1'; el.dispatchEvent(new Event('input')); });
+
+    // Paint a stroke with the pointer, erase part of it, invert twice (a no-op), as a user might.
+    const box = await page.locator('#mask-canvas').boundingBox();
+    const at = (fx, fy) => [box.x + fx * box.width, box.y + fy * box.height];
+    await page.mouse.move(...at(0.6, 0.15));
+    await page.mouse.down();
+    for (const [fx, fy] of [[0.7, 0.4], [0.8, 0.6], [0.85, 0.85]]) await page.mouse.move(...at(fx, fy), { steps: 4 });
+    await page.mouse.up();
+    await page.waitForSelector('body[data-mask="painted"]');
+    await page.check('#mask-erase');
+    await page.mouse.click(...at(0.85, 0.85));
+    await page.uncheck('#mask-erase');
+    await page.click('#mask-invert');
+    await page.click('#mask-invert');
+    assert.equal(await page.getAttribute('body', 'data-mask'), 'painted');
+
+    const [maskDownload] = await Promise.all([page.waitForEvent('download'), page.click('#mask-download')]);
+    assert.equal(maskDownload.suggestedFilename(), 'websd-mask-64x64.png');
+    const mask = path.join(dir, 'mask.png');
+    fs.copyFileSync(await maskDownload.path(), mask);
+    // The saved mask is white where painted and black elsewhere, both present.
+    const shades = await page.evaluate(async (bytes) => {
+      const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/png' }));
+      const c = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const ctx = c.getContext('2d');
+      ctx.drawImage(bitmap, 0, 0);
+      const d = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+      let white = 0, black = 0;
+      for (let i = 0; i < d.length; i += 4) { if (d[i] >= 128) white++; else black++; }
+      return { white, black };
+    }, [...fs.readFileSync(mask)]);
+    assert.ok(shades.white > 64 && shades.black > 64, `mask: ${shades.white} white, ${shades.black} black pixels`);
+
+    await page.click('#generate');
+    await waitForMessage(page, 'images', undefined, 240_000);
+    assert.equal((await messages(page, 'step')).length, 3);
+    await page.waitForSelector('body[data-gallery="1"]');
+    const [d] = await Promise.all([page.waitForEvent('download'), page.locator('.gallery-item').nth(0).locator('a').click()]);
+    const png = fs.readFileSync(await d.path());
+
+    const nativePath = path.join(dir, 'native.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a lighthouse, inpainted', '--steps', '3',
+      '--scheduler', 'euler', '--seed', '21', '--width', '64', '--height', '64', '--init', init, '--mask', mask, '--strength', '1',
+      '--cpu', '--out', nativePath);
+    const native = fs.readFileSync(nativePath);
+    const diff = await pixelDiff(page, png, native);
+    assert.ok(diff.length, 'same size');
+    assert.ok(diff.max <= 2 && diff.off <= diff.total / 20, `browser vs native inpainting pixels: max difference ${diff.max}, ${diff.off} of ${diff.total} values differ`);
+    // Without the mask the same settings give another image: the mask was used.
+    const plainPath = path.join(dir, 'plain.png');
+    websd('generate', '--model', path.join(ROOT, 'www/models/tiny-sd1'), '--prompt', 'a lighthouse, inpainted', '--steps', '3',
+      '--scheduler', 'euler', '--seed', '21', '--width', '64', '--height', '64', '--init', init, '--strength', '1', '--cpu', '--out', plainPath);
+    const unmasked = await pixelDiff(page, png, fs.readFileSync(plainPath));
+    assert.ok(unmasked.max > 10, `inpainting differs from plain img2img (max difference ${unmasked.max})`);
+  } finally {
+    await browser.close();
+    site.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

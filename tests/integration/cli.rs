@@ -1,4 +1,5 @@
-//! The native CLI as a user runs it: a misspelled or unknown flag is refused before anything runs.
+//! The native CLI as a user runs it: a misspelled or unknown flag is refused before anything runs;
+//! inpainting with --init and --mask.
 
 use std::process::Command;
 
@@ -33,4 +34,53 @@ fn a_misspelled_flag_is_refused_with_the_nearest_real_one() {
 
     let (code, out) = websd(&["noise", "--seed", "3", "--count", "2"]);
     assert_eq!(code, Some(0), "{out}");
+}
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// `--mask` inpaints, on a plain model and on a 9-channel inpainting one (converted from its
+/// single file); a mask without a start image, and an inpainting model without a mask, are
+/// refused by what to give.
+#[test]
+fn generate_inpaints_with_a_mask() {
+    let dir = std::env::temp_dir().join(format!("websd-cli-inpaint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let sd1 = fixtures().join("sd1").to_string_lossy().into_owned();
+    let common = ["--prompt", "a lighthouse", "--steps", "2", "--width", "64", "--height", "64", "--seed", "5", "--cpu"];
+    let run = |model: &str, extra: &[&str]| websd(&[&["generate", model][..], &common, extra].concat());
+
+    let (code, err) = run(&sd1, &["--out", &path("init.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    // White (repaint) on the right half, black (keep) on the left.
+    let mut mask = vec![0u8; 64 * 64 * 4];
+    for (i, px) in mask.chunks_mut(4).enumerate() {
+        let v = if i % 64 >= 32 { 255 } else { 0 };
+        px.copy_from_slice(&[v, v, v, 255]);
+    }
+    let png = websd::image::encode_png(&websd::image::RgbaImage { width: 64, height: 64, pixels: mask }, "").unwrap();
+    std::fs::write(path("mask.png"), png).unwrap();
+
+    let (code, err) = run(&sd1, &["--init", &path("init.png"), "--mask", &path("mask.png"), "--strength", "1", "--out", &path("plain.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&sd1, &["--mask", &path("mask.png"), "--out", &path("no-init.png")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("a mask needs a start image"), "{err}");
+
+    let converted = path("inpainting-model");
+    let single = fixtures().join("single_file/sd1_inpaint.safetensors").to_string_lossy().into_owned();
+    let (code, err) = websd(&["convert", &single, "--out", &converted, "--configs", &sd1]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&converted, &["--out", &path("no-mask.png")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("this is an inpainting model: give it a start image and a mask"), "{err}");
+    let (code, err) = run(&converted, &["--init", &path("init.png"), "--mask", &path("mask.png"), "--out", &path("nine.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    for made in ["plain.png", "nine.png"] {
+        let image = websd::image::decode_png(made, &std::fs::read(path(made)).unwrap()).unwrap();
+        assert_eq!((image.width, image.height), (64, 64), "{made}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -212,6 +212,26 @@ fn single_file_matches_diffusers_folder() {
     assert_eq!(convert_tokenizer("sd2"), ("clip-sd2".to_string(), 0));
 }
 
+/// An inpainting checkpoint in one file (sd-v1-5-inpainting's layout): its conv_in takes 9
+/// channels, which the converter reads off the tensor over the configs' 4, and every UNet tensor
+/// arrives as diffusers' folder holds it.
+#[test]
+fn single_file_inpainting_checkpoint_keeps_its_nine_input_channels() {
+    let out = TempDir::new("inpaint");
+    let opts = ConvertOptions { quant: Quant::F16, configs: Some(fixtures().join("sd1")), ..Default::default() };
+    let manifest = convert::convert(&fixtures().join("single_file/sd1_inpaint.safetensors"), &out.0, &opts).unwrap().manifest;
+    assert_eq!(manifest.components["unet"]["in_channels"], 9);
+    let converted = load_all(&manifest, &out.0, "unet");
+    let mut reference = SafetensorsSource::from_dir(fixtures().join("sd1_inpaint_unet")).unwrap();
+    let device = Device::flex();
+    assert_eq!(converted.len(), reference.names().len());
+    for (name, v) in &converted {
+        let shape = reference.shape(name).unwrap_or_else(|| panic!("{name} is not in the fixture"));
+        assert_eq!(v, &values(reference.load(name, &shape, &device).unwrap()), "unet/{name}");
+    }
+    assert_eq!(reference.shape("conv_in.weight").unwrap()[1], 9);
+}
+
 fn convert_tokenizer(folder: &str) -> (String, u32) {
     let out = TempDir::new("tok");
     let m = convert::convert(&fixtures().join(folder), &out.0, &ConvertOptions::default()).unwrap().manifest;

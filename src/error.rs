@@ -49,6 +49,10 @@ pub enum Error {
     /// A converted model's manifest or shards are wrong (names the tensor or shard).
     #[error(transparent)]
     Weights(crate::weights::manifest::WeightsError),
+    /// A LoRA file that cannot be applied to this model: names the file and its first tensor
+    /// that does not fit.
+    #[error("{0}")]
+    BadLora(String),
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),
@@ -77,6 +81,7 @@ impl Error {
             | Error::Safetensors { .. }
             | Error::Weights(_) => "BadWeights",
             Error::UnsupportedConfig(_) => "UnsupportedConfig",
+            Error::BadLora(_) => "BadLora",
             Error::Json { .. } => "BadConfig",
             Error::Io { .. } => "Io",
             Error::BadImage(_) => "BadImage",

@@ -214,3 +214,57 @@ mod tests {
         check("日本(語:1.3)", &[f("日本", 1.0), f("語", 1.3)]);
     }
 }
+
+/// A1111's `<lora:name:weight>` in a prompt: which LoRA, at which weight (1 when left out).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraTag {
+    pub name: String,
+    pub weight: f32,
+}
+
+/// Takes the `<lora:name:weight>` tags out of `prompt`: the text the text encoder sees, and the
+/// LoRAs asked for (in order; the same name twice adds its weights, as A1111 does). A tag that
+/// does not parse (`<lora:>`, `<lora:x:heavy>`) is an error naming it, not text.
+pub fn lora_tags(prompt: &str) -> Result<(String, Vec<LoraTag>), String> {
+    let mut text = String::with_capacity(prompt.len());
+    let mut tags: Vec<LoraTag> = Vec::new();
+    let mut rest = prompt;
+    while let Some(start) = rest.find("<lora:") {
+        let Some(len) = rest[start..].find('>') else { break };
+        let tag = &rest[start..start + len + 1];
+        let inner = &tag["<lora:".len()..tag.len() - 1];
+        let mut parts = inner.split(':');
+        let name = parts.next().unwrap_or_default().trim();
+        let weight = match parts.next() {
+            Some(w) => w.trim().parse::<f32>().ok().filter(|w| w.is_finite()),
+            None => Some(1.0),
+        };
+        let (Some(weight), false, None) = (weight, name.is_empty(), parts.next()) else {
+            return Err(format!("{tag} is not a LoRA tag: write <lora:name> or <lora:name:0.8>"));
+        };
+        match tags.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.weight += weight,
+            None => tags.push(LoraTag { name: name.to_string(), weight }),
+        }
+        text.push_str(&rest[..start]);
+        rest = &rest[start + len + 1..];
+    }
+    text.push_str(rest);
+    Ok((text, tags))
+}
+
+#[cfg(test)]
+mod lora_tag_tests {
+    use super::*;
+
+    #[test]
+    fn lora_tags_are_taken_out_of_the_prompt() {
+        let (text, tags) = lora_tags("a fox <lora:pixel-art:0.8>, snow <lora:film> <lora:pixel-art:0.2>").unwrap();
+        assert_eq!(text, "a fox , snow  ");
+        assert_eq!(tags, [LoraTag { name: "pixel-art".into(), weight: 1.0 }, LoraTag { name: "film".into(), weight: 1.0 }]);
+        assert_eq!(lora_tags("no tags (here:1.2) <b>").unwrap(), ("no tags (here:1.2) <b>".to_string(), vec![]));
+        assert_eq!(lora_tags("<lora:x:heavy>").unwrap_err(), "<lora:x:heavy> is not a LoRA tag: write <lora:name> or <lora:name:0.8>");
+        assert!(lora_tags("<lora::1>").is_err() && lora_tags("<lora:a:1:2>").is_err());
+        assert_eq!(lora_tags("unclosed <lora:x").unwrap().0, "unclosed <lora:x");
+    }
+}

@@ -60,6 +60,8 @@ mod flags {
                 "--clip-skip",
                 "--init",
                 "--mask",
+                "--lora",
+                "--lora-dir",
                 "--strength",
                 "--device",
                 "--dtype",
@@ -138,6 +140,7 @@ mod cli {
   generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps N] [--guidance G] [--seed 0]
            [--width W] [--height H] [--scheduler NAME] [--batch 1] [--clip-skip 1]
            [--init IMAGE.png --strength 0.75 [--mask MASK.png]] [--taesd] [--cpu] [--dtype f32|f16]
+           [--lora FILE.safetensors[:WEIGHT]]… [--lora-dir DIR]
            [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder;
                               steps, guidance, size and scheduler left out are the model's own
                               (20 / 7.5 / its sample size / its scheduler_config; LCM: 4 steps;
@@ -298,6 +301,7 @@ mod cli {
         };
         let dtype = dtype_arg(args)?;
         let started = std::time::Instant::now();
+        let (prompt, loras) = lora_args(args)?;
         let mut sd = if model.join("manifest.json").is_file() {
             let manifest = websd::weights::Manifest::parse(&std::fs::read(model.join("manifest.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             let prepared = pollster::block_on(websd::weights::prepared::prepare(
@@ -310,9 +314,9 @@ mod cli {
                 |_, _| {},
             ))
             .map_err(|e| e.to_string())?;
-            StableDiffusion::from_prepared(&manifest, prepared, &device, dtype).map_err(|e| e.to_string())?
+            StableDiffusion::from_prepared_with_loras(&manifest, prepared, &device, dtype, &loras).map_err(|e| e.to_string())?
         } else {
-            let mut sd = StableDiffusion::from_diffusers_dir(&model, &device).map_err(|e| e.to_string())?;
+            let mut sd = StableDiffusion::from_diffusers_dir_with_loras(&model, &device, &loras).map_err(|e| e.to_string())?;
             if dtype != burn::tensor::FloatDType::F32 {
                 return Err("--dtype f16 needs a converted model (websd convert)".into());
             }
@@ -330,7 +334,7 @@ mod cli {
         };
         let suggested = &sd.suggested;
         let settings = Settings {
-            prompt: opt(args, "--prompt", "").to_string(),
+            prompt,
             negative_prompt: opt(args, "--negative", "").to_string(),
             steps: num("--steps", suggested.steps as f64)? as usize,
             guidance_scale: num("--guidance", suggested.guidance_scale)?,
@@ -375,6 +379,41 @@ mod cli {
             println!("{} (seed {})", path.display(), g.seed);
         }
         Ok(())
+    }
+
+    /// The prompt and the LoRAs to merge: each `--lora FILE[:WEIGHT]` adds its `<lora:name:weight>`
+    /// tag to the prompt (so the PNG's parameters say it, as A1111's do) unless the prompt has it;
+    /// a tag already in the prompt takes its file from `--lora` or `--lora-dir`.
+    fn lora_args(args: &[String]) -> Result<(String, Vec<(websd::weights::lora::Lora, f32)>), String> {
+        use websd::weights::lora::Lora;
+        let mut prompt = opt(args, "--prompt", "").to_string();
+        let mut files = std::collections::BTreeMap::new();
+        for (i, _) in args.iter().enumerate().filter(|(_, a)| *a == "--lora") {
+            let value = &args[i + 1];
+            // FILE:WEIGHT, unless what follows the last colon is no number (a path with a colon).
+            let (path, weight) = match value.rsplit_once(':').map(|(p, w)| (p, w.parse::<f32>())) {
+                Some((p, Ok(w))) => (p, w),
+                _ => (value.as_str(), 1.0),
+            };
+            let lora = Lora::from_file(path).map_err(|e| e.to_string())?;
+            let (_, tags) = websd::prompt::lora_tags(&prompt)?;
+            if !tags.iter().any(|t| t.name == lora.name) {
+                prompt.push_str(&format!(" <lora:{}:{weight}>", lora.name));
+            }
+            files.insert(lora.name.clone(), lora);
+        }
+        let (_, tags) = websd::prompt::lora_tags(&prompt)?;
+        let dir = args.iter().position(|a| a == "--lora-dir").map(|i| std::path::PathBuf::from(&args[i + 1]));
+        let mut loras = Vec::new();
+        for tag in tags {
+            let lora = match (files.remove(&tag.name), &dir) {
+                (Some(lora), _) => lora,
+                (None, Some(dir)) => Lora::from_file(dir.join(format!("{}.safetensors", tag.name))).map_err(|e| e.to_string())?,
+                (None, None) => return Err(format!("the prompt asks for <lora:{}> but no file is given: pass --lora {0}.safetensors or --lora-dir DIR", tag.name)),
+            };
+            loras.push((lora, tag.weight));
+        }
+        Ok((prompt, loras))
     }
 
     /// An RGBA8 image from a PNG file (for img2img).

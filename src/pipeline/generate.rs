@@ -174,7 +174,15 @@ impl StableDiffusion {
             Some(m) => Some(mask_to_tensor(m, &self.device)),
             None => None,
         };
-        let (prompt, prompt_weights) = self.tokenize(&s.prompt)?;
+        // `<lora:name:w>` tags are instructions, not text: the model must carry exactly those.
+        let (prompt_text, wanted) = crate::prompt::lora_tags(&s.prompt).map_err(Error::InvalidRequest)?;
+        if !same_loras(&wanted, &self.loras) {
+            let list = |tags: &[crate::prompt::LoraTag]| {
+                if tags.is_empty() { "no LoRA".to_string() } else { tags.iter().map(|t| format!("<lora:{}:{}>", t.name, t.weight)).collect::<Vec<_>>().join(" ") }
+            };
+            return Err(Error::InvalidRequest(format!("the prompt asks for {} but the model is loaded with {}", list(&wanted), list(&self.loras))));
+        }
+        let (prompt, prompt_weights) = self.tokenize(&prompt_text)?;
         let (negative_prompt, negative_weights) = self.tokenize(&s.negative_prompt)?;
         Ok(Request {
             prompt,
@@ -253,6 +261,11 @@ pub fn rgba_to_tensor(img: &RgbaImage, device: &Device) -> Tensor<4> {
         }
     }
     Tensor::from_data(TensorData::new(values, [1, 3, img.height, img.width]), device)
+}
+
+/// Whether two LoRA lists are the same set of names at the same weights.
+fn same_loras(a: &[crate::prompt::LoraTag], b: &[crate::prompt::LoraTag]) -> bool {
+    a.len() == b.len() && a.iter().all(|t| b.iter().any(|u| u.name == t.name && (u.weight - t.weight).abs() < 1e-6))
 }
 
 /// An RGBA8 mask → [1, 1, H, W] of 0 and 1, as diffusers' mask processor reads a picture: its

@@ -11,6 +11,8 @@ use crate::model::taesd::Taesd;
 use crate::model::unet::UNet2DConditionModel;
 use crate::model::vae::AutoencoderKL;
 use crate::scheduler::SchedulerConfig;
+use crate::weights::TensorSource;
+use crate::weights::lora::{Component, Lora, WithLoras};
 
 impl Configs {
     /// A converted model's configs, from its manifest (a manifest whose configs Rust refuses fails
@@ -26,6 +28,12 @@ impl StableDiffusion {
     /// present beside them).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_diffusers_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        Self::from_diffusers_dir_with_loras(dir, device, &[])
+    }
+
+    /// [`StableDiffusion::from_diffusers_dir`] with LoRAs (each with its weight) merged in.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_diffusers_dir_with_loras(dir: impl AsRef<std::path::Path>, device: &Device, loras: &[(Lora, f32)]) -> Result<Self> {
         let dir = dir.as_ref();
         let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e));
         use crate::weights::{SafetensorsSource, WeightLoader};
@@ -40,19 +48,35 @@ impl StableDiffusion {
         let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &Default::default());
         let weights = |name: &str| SafetensorsSource::from_dir(dir.join(name));
         Ok(Self {
-            text_encoder: ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut weights("text_encoder")?, device))?,
-            unet: UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut weights("unet")?, device))?,
+            text_encoder: with_loras(&mut weights("text_encoder")?, Component::TextEncoder, loras, |s| {
+                ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(s, device))
+            })?,
+            unet: with_loras(&mut weights("unet")?, Component::Unet, loras, |s| UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(s, device)))?,
             vae: AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut weights("vae")?, device))?,
             taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
             suggested,
             configs,
             buffer_limit: None,
             pad_token: pad_token(dir, &text_config),
+            loras: tags(loras),
             scheduler_config,
             device: device.clone(),
             dtype: FloatDType::F32,
         })
     }
+}
+
+fn tags(loras: &[(Lora, f32)]) -> Vec<crate::prompt::LoraTag> {
+    loras.iter().map(|(l, w)| crate::prompt::LoraTag { name: l.name.clone(), weight: *w }).collect()
+}
+
+/// Builds one network through `source` with the LoRAs' updates for `component` merged in, and
+/// refuses a LoRA module that matched none of its weights.
+fn with_loras<T>(source: &mut dyn TensorSource, component: Component, loras: &[(Lora, f32)], build: impl FnOnce(&mut dyn TensorSource) -> Result<T>) -> Result<T> {
+    let mut merged = WithLoras::new(source, component, loras);
+    let built = build(&mut merged)?;
+    merged.finish()?;
+    Ok(built)
 }
 
 /// SD 1.x's tokenizer pads with `<|endoftext|>` (49407), SD 2.x's with `!` (0): from the
@@ -75,16 +99,29 @@ impl StableDiffusion {
     /// `dtype` is the UNet's and text encoder's; the VAE and TAESD stay f32.
     pub fn from_prepared(
         manifest: &crate::weights::Manifest,
+        prepared: std::collections::HashMap<String, crate::weights::prepared::PreparedSource>,
+        device: &Device,
+        dtype: FloatDType,
+    ) -> Result<Self> {
+        Self::from_prepared_with_loras(manifest, prepared, device, dtype, &[])
+    }
+
+    /// [`StableDiffusion::from_prepared`] with LoRAs (each with its weight) merged in.
+    pub fn from_prepared_with_loras(
+        manifest: &crate::weights::Manifest,
         mut prepared: std::collections::HashMap<String, crate::weights::prepared::PreparedSource>,
         device: &Device,
         dtype: FloatDType,
+        loras: &[(Lora, f32)],
     ) -> Result<Self> {
         use crate::model::taesd::TaesdConfig;
         use crate::weights::WeightLoader;
         let mut source = |name: &str| prepared.remove(name).ok_or_else(|| Error::Other(format!("the model has no {name} weights")));
         let configs = Configs::from_manifest(manifest)?;
-        let text_encoder = ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(&mut source("text_encoder")?, device).with_dtype(dtype))?;
-        let unet = UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(&mut source("unet")?, device).with_dtype(dtype))?;
+        let text_encoder = with_loras(&mut source("text_encoder")?, Component::TextEncoder, loras, |s| {
+            ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(s, device).with_dtype(dtype))
+        })?;
+        let unet = with_loras(&mut source("unet")?, Component::Unet, loras, |s| UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(s, device).with_dtype(dtype)))?;
         let vae = AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut source("vae")?, device))?;
         let taesd = match manifest.components.get("taesd") {
             Some(c) => Some(Taesd::load(&TaesdConfig::from_json(&c.to_string())?, &mut WeightLoader::new(&mut source("taesd")?, device))?),
@@ -102,6 +139,7 @@ impl StableDiffusion {
             buffer_limit: None,
             scheduler_config,
             pad_token: manifest.tokenizer.pad_token_id as i64,
+            loras: tags(loras),
             device: device.clone(),
             dtype,
         })

@@ -38,6 +38,9 @@ pub struct StableDiffusion {
     pub buffer_limit: Option<u64>,
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
+    /// The LoRAs merged into the weights, with their weights: a prompt's `<lora:…>` tags must
+    /// name exactly these (a different set needs a reload).
+    pub loras: Vec<crate::prompt::LoraTag>,
     pub device: Device,
     /// The UNet's and text encoder's parameter dtype (f16 where the device has shader-f16).
     /// The VAE always runs in f32: SD's VAE overflows f16 (diffusers' `force_upcast`).

@@ -346,6 +346,7 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
             configs: crate::pipeline::Configs { unet: model.unet.clone(), vae: model.vae.clone(), text_encoder: model.text.clone() },
             buffer_limit: None,
             pad_token: pad,
+            loras: vec![],
             device: device.clone(),
             dtype: dt,
         };

@@ -8,6 +8,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod loader;
+pub mod lora;
 pub mod manifest;
 pub mod prepared;
 pub mod quant;

@@ -84,3 +84,49 @@ fn generate_inpaints_with_a_mask() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--lora FILE:WEIGHT` merges a LoRA and writes its A1111 tag into the PNG's prompt; the same tag
+/// in a prompt finds its file through `--lora-dir` and makes the same image. A quantized (q8)
+/// converted model takes a LoRA too. A tag without a file is refused by what to pass.
+#[test]
+fn generate_merges_loras_from_flags_or_prompt_tags() {
+    let dir = std::env::temp_dir().join(format!("websd-cli-lora-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let sd1 = fixtures().join("sd1").to_string_lossy().into_owned();
+    let loras = fixtures().join("lora").to_string_lossy().into_owned();
+    let kohya = fixtures().join("lora/kohya.safetensors").to_string_lossy().into_owned();
+    let common = ["--steps", "2", "--width", "64", "--height", "64", "--seed", "8", "--cpu"];
+    let run = |model: &str, prompt: &str, extra: &[&str]| websd(&[&["generate", model, "--prompt", prompt][..], &common, extra].concat());
+    let png = |name: &str| {
+        let bytes = std::fs::read(path(name)).unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (websd::image::decode_png(name, &bytes).unwrap().pixels, text)
+    };
+
+    let (code, err) = run(&sd1, "a fox", &["--lora", &format!("{kohya}:0.7"), "--out", &path("flag.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&sd1, "a fox <lora:kohya:0.7>", &["--lora-dir", &loras, "--out", &path("tag.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&sd1, "a fox", &["--out", &path("plain.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    let ((flag, flag_text), (tag, tag_text), (plain, _)) = (png("flag.png"), png("tag.png"), png("plain.png"));
+    assert!(flag_text.contains("a fox <lora:kohya:0.7>\nSteps: 2"), "the PNG's prompt carries the tag");
+    assert!(tag_text.contains("a fox <lora:kohya:0.7>\nSteps: 2"));
+    assert_eq!(flag, tag, "a flag and a prompt tag make the same image");
+    assert_ne!(flag, plain, "the LoRA changes the image");
+
+    let (code, err) = run(&sd1, "a fox <lora:kohya:0.7>", &["--out", &path("none.png")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the prompt asks for <lora:kohya> but no file is given: pass --lora kohya.safetensors or --lora-dir DIR"), "{err}");
+
+    let q8 = path("sd1-q8");
+    let (code, err) = websd(&["convert", &sd1, "--out", &q8, "--quant", "q8"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&q8, "a fox", &["--lora", &format!("{kohya}:0.7"), "--out", &path("q8-lora.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&q8, "a fox", &["--out", &path("q8.png")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(png("q8-lora.png").0, png("q8.png").0, "the LoRA changes the q8 model's image");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -5,6 +5,7 @@ mod cli;
 mod clip;
 mod common;
 mod configs;
+mod lora;
 mod parity;
 mod pipeline;
 mod scheduler;

@@ -257,6 +257,7 @@ test('inpainting in the page: paint a mask over the start image, and the image e
     await page.$eval('#strength', (el) => { el.value = '1'; el.dispatchEvent(new Event('input')); });
 
     // Paint a stroke with the pointer, erase part of it, invert twice (a no-op), as a user might.
+    await page.locator('#mask-canvas').scrollIntoViewIfNeeded(); // the mouse only reaches what is in view
     const box = await page.locator('#mask-canvas').boundingBox();
     const at = (fx, fy) => [box.x + fx * box.width, box.y + fy * box.height];
     await page.mouse.move(...at(0.6, 0.15));

@@ -4,6 +4,7 @@ import { WorkerClient } from './worker-client.js';
 import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
 import { setUpModels, selectedId, modelInfo, offerSuggestion } from './models-ui.js';
 import { setUpSettings, readForGenerate, applySettings, setUpForm } from './settings.js';
+import { setUpLoras } from './loras-ui.js';
 import { addImages, renderGallery } from './gallery.js';
 import { setUpTokenCounter } from './tokens.js';
 import { showProgress, showIdle, showError, clearError, startTimer, formatDuration } from './progress.js';
@@ -144,6 +145,7 @@ async function main() {
   });
   client.post({ type: 'form' });
   await setUpModels(client);
+  setUpLoras(client);
   setUpTokenCounter(client);
   if (problem) { showUnsupported(problem); $('generate').disabled = true; return; }
   $('probe-status').textContent = 'Loading websd…';

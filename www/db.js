@@ -2,9 +2,10 @@
 //   shards   key: sha256 hex        value: Uint8Array (a shard's bytes; shared between models)
 //   models   keyPath 'id'           {id, name, manifestUrl, manifest, totalBytes, complete, addedAt}
 //   gallery  keyPath 'id' (auto)    {id, createdAt, png: Blob, width, height, seed, parameters, settings, ...}
+//   loras    keyPath 'name'         {name, bytes: Uint8Array, size, unet, text_encoder, addedAt} (since version 2)
 
 export const DB_NAME = 'websd';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 
 let opening = null;
 
@@ -17,6 +18,7 @@ export function openDb() {
       if (!db.objectStoreNames.contains('shards')) db.createObjectStore('shards');
       if (!db.objectStoreNames.contains('models')) db.createObjectStore('models', { keyPath: 'id' });
       if (!db.objectStoreNames.contains('gallery')) db.createObjectStore('gallery', { keyPath: 'id', autoIncrement: true });
+      if (!db.objectStoreNames.contains('loras')) db.createObjectStore('loras', { keyPath: 'name' });
     };
     request.onsuccess = () => {
       const db = request.result;

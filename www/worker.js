@@ -7,6 +7,8 @@
 //   · {type:'generate', id, params}: loads model `id` first unless it is the loaded one (the worker
 //     alone knows which is) · {type:'cancel'}: the run stops after its current step (or its load)
 //   · {type:'prompt-length', field, text} · {type:'form'}
+//   · {type:'list-loras'} · {type:'add-lora', name, bytes} (checked by Rust, kept in IndexedDB) · {type:'delete-lora', name}
+//     (a prompt's <lora:name:weight> tags pick the LoRAs a generation loads the model with)
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
@@ -14,7 +16,8 @@
 //   · {type:'models', models /* summaries, each with suggested: {scheduler, steps, guidance_scale, width, height} | null */}
 //   · {type:'download-progress', id, name, done, total, bytesPerSec, etaSec, shard} · {type:'downloaded', id}
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
-//   · {type:'load-progress', done, total} · {type:'loaded', id, info}
+//   · {type:'load-progress', done, total} · {type:'loaded', id, info, loras}
+//   · {type:'loras', loras: [{name, size, unet, text_encoder, addedAt}]}
 //   · {type:'step', step, total, preview?:{width,height,pixels}}
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
 //   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, code, id?}
@@ -32,6 +35,7 @@
 //   init_image?: {width, height, pixels /* RGBA Uint8Array, already width×height */}}
 import init, * as websd from './pkg/websd.js';
 import * as store from './store.js';
+import * as loraStore from './lora-store.js';
 
 // The wasm module is fetched and compiled on first need, so that the store works without it.
 let wasmReady = null;
@@ -50,7 +54,7 @@ function fail(phase, e, extra = {}) {
 }
 
 const downloads = new Map(); // id → AbortController
-let loadedId = null;
+let loadedId = null; // the loaded model's id and LoRAs (`loadKey`): another set is a reload
 let generating = false;
 let cancelRequested = false;
 
@@ -93,18 +97,32 @@ async function download({ id, manifestUrl }) {
   }
 }
 
-async function load(id) {
+/** What a model loaded with `loras` ([{name, weight}], a prompt's tags) is known by. */
+const loadKey = (id, loras) => JSON.stringify([id, [...loras].sort((a, b) => a.name.localeCompare(b.name))]);
+
+async function load(id, loras) {
   const model = await store.getModel(id);
   if (!model) throw new Error(`${id} is not downloaded`);
   if (!model.complete) throw new Error(`${model.name} is only partly downloaded: finish its download first`);
+  const files = [];
+  for (const { name, weight } of loras) {
+    const bytes = await loraStore.getLora(name);
+    if (!bytes) throw Object.assign(new Error(`The prompt asks for <lora:${name}> but no LoRA named ${name} is kept here: add its .safetensors file under LoRA.`), { name: 'InvalidRequest' });
+    files.push({ name, bytes, weight });
+  }
   loadedId = null;
   const info = await websd.load_model(
     JSON.stringify(model.manifest),
     (sha256) => store.getShard(sha256),
     (done, total) => postMessage({ type: 'load-progress', done, total }),
+    files,
   );
-  loadedId = id;
-  postMessage({ type: 'loaded', id, info });
+  loadedId = loadKey(id, loras);
+  postMessage({ type: 'loaded', id, info, loras });
+}
+
+async function postLoras() {
+  postMessage({ type: 'loras', loras: await loraStore.listLoras() });
 }
 
 async function generate({ id, params }) {
@@ -113,7 +131,9 @@ async function generate({ id, params }) {
   generating = true;
   cancelRequested = false;
   try {
-    if (loadedId !== id) await load(id);
+    // The prompt's <lora:name:weight> tags say which LoRAs the model must carry (Rust parses them).
+    const loras = Array.from(websd.prompt_loras(params.prompt ?? ''));
+    if (loadedId !== loadKey(id, loras)) await load(id, loras);
     if (cancelRequested) { postMessage({ type: 'cancelled', phase: 'generate' }); return; }
     // Answering false is the one way to stop a run: awaiting this answer lets "cancel" in.
     const images = await websd.generate(params, async (step, total, preview) => {
@@ -153,11 +173,23 @@ const handlers = {
   'delete-model': async ({ id }) => {
     downloads.get(id)?.abort();
     const freedBytes = await store.deleteModel(id);
-    if (loadedId === id) loadedId = null;
+    if (loadedId?.startsWith(JSON.stringify([id]).slice(0, -1))) loadedId = null;
     postMessage({ type: 'deleted', id, freedBytes });
     await postModels();
   },
   generate,
+  'list-loras': postLoras,
+  'add-lora': async ({ name, bytes }) => {
+    await wasm();
+    const info = websd.lora_info(name, bytes); // refuses a file that is no LoRA, naming why
+    await loraStore.addLora(name, bytes, info);
+    await postLoras();
+  },
+  'delete-lora': async ({ name }) => {
+    await loraStore.deleteLora(name);
+    if (loadedId?.includes(JSON.stringify(name))) loadedId = null;
+    await postLoras();
+  },
   'prompt-length': async ({ field, text }) => {
     await wasm();
     const { tokens, chunks, notice } = websd.prompt_length(text, field === 'prompt' ? 'prompt' : 'negative prompt');
@@ -187,7 +219,7 @@ const handlers = {
   cancel: async () => { cancelRequested = true; },
 };
 // The phase an error is reported under, when it is not the message type itself.
-const PHASES = { init: 'gpu', 'list-models': 'models', 'delete-model': 'delete', 'cancel-download': 'download' };
+const PHASES = { init: 'gpu', 'list-models': 'models', 'delete-model': 'delete', 'cancel-download': 'download', 'add-lora': 'lora', 'delete-lora': 'lora', 'list-loras': 'lora' };
 
 self.onmessage = async ({ data }) => {
   const handler = handlers[data?.type];

@@ -13,6 +13,7 @@ use crate::image::RgbaImage;
 use crate::pipeline::StableDiffusion;
 use crate::pipeline::generate::Settings;
 use crate::weights::Manifest;
+use crate::weights::lora::{Component, Lora};
 
 thread_local! {
     /// The loaded model and its name.
@@ -36,9 +37,19 @@ fn rgba_object(image: &RgbaImage) -> Object {
 
 /// Loads a converted model: `get_shard(sha256)` resolves to the shard's bytes (from IndexedDB),
 /// `on_progress(done, total)` is called after each shard. Shards are verified, dequantized onto the
-/// GPU and dropped one at a time. Uses f16 when the adapter has shader-f16.
+/// GPU and dropped one at a time. Uses f16 when the adapter has shader-f16. `loras`:
+/// `[{name, bytes: Uint8Array, weight}]`, merged into the weights as they load (src/weights/lora.rs).
 #[wasm_bindgen]
-pub async fn load_model(manifest_json: String, get_shard: Function, on_progress: Function) -> Result<JsValue, JsValue> {
+pub async fn load_model(manifest_json: String, get_shard: Function, on_progress: Function, loras: js_sys::Array) -> Result<JsValue, JsValue> {
+    let loras = loras
+        .iter()
+        .map(|l| {
+            let field = |k: &str| js_sys::Reflect::get(&l, &k.into()).unwrap_or(JsValue::UNDEFINED);
+            let name = field("name").as_string().ok_or_else(|| invalid_request("a LoRA needs a name"))?;
+            let weight = field("weight").as_f64().ok_or_else(|| invalid_request(format!("LoRA {name} needs a weight")))? as f32;
+            Ok((Lora::from_bytes(&name, Uint8Array::new(&field("bytes")).to_vec())?, weight))
+        })
+        .collect::<Result<Vec<_>, JsValue>>()?;
     let (device, gpu) = gpu()?;
     let shader_f16 = gpu.shader_f16;
     let manifest = Manifest::parse(manifest_json.as_bytes())?;
@@ -63,7 +74,7 @@ pub async fn load_model(manifest_json: String, get_shard: Function, on_progress:
     )
     .await?;
     let dtype = if shader_f16 { burn::tensor::FloatDType::F16 } else { burn::tensor::FloatDType::F32 };
-    let mut sd = StableDiffusion::from_prepared(&manifest, prepared, &device, dtype)?;
+    let mut sd = StableDiffusion::from_prepared_with_loras(&manifest, prepared, &device, dtype, &loras)?;
     sd.buffer_limit = Some(gpu.buffer_limit());
     let info = Object::new();
     set(&info, "name", manifest.name.as_str());
@@ -152,6 +163,33 @@ pub fn samplers() -> js_sys::Array {
             JsValue::from(o)
         })
         .collect()
+}
+
+/// The `<lora:name:weight>` tags of a prompt, as `[{name, weight}]` (which LoRAs the worker must
+/// load the model with); a tag that does not parse fails as `InvalidRequest`, naming it.
+#[wasm_bindgen]
+pub fn prompt_loras(prompt: &str) -> Result<JsValue, JsValue> {
+    let (_, tags) = crate::prompt::lora_tags(prompt).map_err(invalid_request)?;
+    let out = js_sys::Array::new();
+    for tag in tags {
+        let o = Object::new();
+        set(&o, "name", tag.name.as_str());
+        // The f32's shortest decimal (0.7, not 0.699999988), as the prompt wrote it.
+        set(&o, "weight", tag.weight.to_string().parse::<f64>().unwrap_or(tag.weight as f64));
+        out.push(&o);
+    }
+    Ok(out.into())
+}
+
+/// What a LoRA file changes, `{unet, text_encoder}` (modules of each), or `BadLora` /
+/// `BadWeights` naming what is wrong: the page checks a file before it stores it.
+#[wasm_bindgen]
+pub fn lora_info(name: &str, bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let lora = Lora::from_bytes(name, bytes.to_vec())?;
+    let o = Object::new();
+    set(&o, "unet", lora.modules(Component::Unet) as u32);
+    set(&o, "text_encoder", lora.modules(Component::TextEncoder) as u32);
+    Ok(o.into())
 }
 
 /// Each number a generation takes, as [{name, default, min, max, step}] (`Field::ALL`, by

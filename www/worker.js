@@ -54,7 +54,7 @@ function fail(phase, e, extra = {}) {
 }
 
 const downloads = new Map(); // id → AbortController
-let loadedId = null; // the loaded model's id and LoRAs (`loadKey`): another set is a reload
+let loaded = null; // {id, loras, key}: the loaded model and the LoRAs merged into it (`loadKey`)
 let generating = false;
 let cancelRequested = false;
 
@@ -110,14 +110,14 @@ async function load(id, loras) {
     if (!bytes) throw Object.assign(new Error(`The prompt asks for <lora:${name}> but no LoRA named ${name} is kept here: add its .safetensors file under LoRA.`), { name: 'InvalidRequest' });
     files.push({ name, bytes, weight });
   }
-  loadedId = null;
+  loaded = null;
   const info = await websd.load_model(
     JSON.stringify(model.manifest),
     (sha256) => store.getShard(sha256),
     (done, total) => postMessage({ type: 'load-progress', done, total }),
     files,
   );
-  loadedId = loadKey(id, loras);
+  loaded = { id, loras, key: loadKey(id, loras) };
   postMessage({ type: 'loaded', id, info, loras });
 }
 
@@ -133,7 +133,7 @@ async function generate({ id, params }) {
   try {
     // The prompt's <lora:name:weight> tags say which LoRAs the model must carry (Rust parses them).
     const loras = Array.from(websd.prompt_loras(params.prompt ?? ''));
-    if (loadedId !== loadKey(id, loras)) await load(id, loras);
+    if (loaded?.key !== loadKey(id, loras)) await load(id, loras);
     if (cancelRequested) { postMessage({ type: 'cancelled', phase: 'generate' }); return; }
     // Answering false is the one way to stop a run: awaiting this answer lets "cancel" in.
     const images = await websd.generate(params, async (step, total, preview) => {
@@ -173,7 +173,7 @@ const handlers = {
   'delete-model': async ({ id }) => {
     downloads.get(id)?.abort();
     const freedBytes = await store.deleteModel(id);
-    if (loadedId?.startsWith(JSON.stringify([id]).slice(0, -1))) loadedId = null;
+    if (loaded?.id === id) loaded = null;
     postMessage({ type: 'deleted', id, freedBytes });
     await postModels();
   },
@@ -187,7 +187,7 @@ const handlers = {
   },
   'delete-lora': async ({ name }) => {
     await loraStore.deleteLora(name);
-    if (loadedId?.includes(JSON.stringify(name))) loadedId = null;
+    if (loaded?.loras.some((l) => l.name === name)) loaded = null;
     await postLoras();
   },
   'prompt-length': async ({ field, text }) => {

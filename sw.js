@@ -20,7 +20,7 @@ const CACHE = `websd-shell-${self.WEBSD_BUILD ?? 'dev'}`;
 const SHELL = [
   './', 'index.html', 'bench.html', 'manifest.webmanifest',
   'www/app.js', 'www/worker.js', 'www/worker-client.js', 'www/store.js', 'www/db.js', 'www/format.js',
-  'www/gpu.js', 'www/models-ui.js', 'www/settings.js', 'www/mask.js', 'www/loras-ui.js', 'www/lora-store.js', 'www/gallery.js', 'www/progress.js', 'www/tokens.js', 'www/bench.js',
+  'www/gpu.js', 'www/models-ui.js', 'www/settings.js', 'www/mask.js', 'www/loras-ui.js', 'www/lora-store.js', 'www/import-ui.js', 'www/gallery.js', 'www/progress.js', 'www/tokens.js', 'www/bench.js',
   'www/style.css', 'www/icon.svg', 'www/models.json',
   'www/pkg/websd.js', 'www/pkg/websd_bg.wasm',
 ].map((p) => new URL(p, self.location).href);

@@ -2,7 +2,8 @@
 // page never freezes; the page only sends requests and shows what comes back.
 import { WorkerClient } from './worker-client.js';
 import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
-import { setUpModels, selectedId, modelInfo, offerSuggestion } from './models-ui.js';
+import { setUpModels, selectedId, modelInfo, offerSuggestion, chooseModel } from './models-ui.js';
+import { setUpImport } from './import-ui.js';
 import { setUpSettings, readForGenerate, applySettings, setUpForm } from './settings.js';
 import { setUpLoras } from './loras-ui.js';
 import { addImages, renderGallery } from './gallery.js';
@@ -145,6 +146,7 @@ async function main() {
   });
   client.post({ type: 'form' });
   await setUpModels(client);
+  setUpImport(client, { onImported: chooseModel });
   setUpLoras(client);
   setUpTokenCounter(client);
   if (problem) { showUnsupported(problem); $('generate').disabled = true; return; }

@@ -1,6 +1,8 @@
 // The IndexedDB database `websd`, shared by the worker (model store) and the page (gallery).
 //   shards   key: sha256 hex        value: Uint8Array (a shard's bytes; shared between models)
-//   models   keyPath 'id'           {id, name, manifestUrl, manifest, totalBytes, complete, addedAt}
+//   models   keyPath 'id'           {id, name, manifestUrl, manifest, totalBytes, complete, addedAt, imported?}
+//                                   (imported: converted in the page, manifestUrl null; its manifest lists
+//                                   the shards stored so far until the import completes)
 //   gallery  keyPath 'id' (auto)    {id, createdAt, png: Blob, width, height, seed, parameters, settings, ...}
 //   loras    keyPath 'name'         {name, bytes: Uint8Array, size, unet, text_encoder, addedAt} (since version 2)
 

@@ -14,6 +14,15 @@ let stored = new Map();      // id → summary from the worker ({name, totalByte
 const downloading = new Set();
 const names = new Map();     // id → the name its manifest gave, once a download has started
 
+/** Chooses model `id` as soon as the picker lists it (an imported model, once the worker lists it). */
+export function chooseModel(id) {
+  localStorage.setItem(SELECTED, id);
+  if ([...$('model-select').options].some((o) => o.value === id)) {
+    $('model-select').value = id;
+    renderSelected({ chosen: true });
+  }
+}
+
 /** The id of the chosen model. */
 export function selectedId() { return $('model-select').value || null; }
 
@@ -42,10 +51,11 @@ function describe(id) {
   const parts = [];
   if (entry?.description) parts.push(entry.description);
   if (summary?.complete) parts.push(`Stored on this device (${formatBytes(summary.totalBytes)}).`);
+  else if (summary?.imported) parts.push('Its import did not finish: delete it under Storage and import it again.');
   else if (summary) parts.push(`Partly downloaded: ${formatBytes(summary.storedBytes)} of ${formatBytes(summary.totalBytes)}.`);
   else if (entry?.size) parts.push(`Download: ${formatBytes(entry.size)}.`);
   if (entry?.license) parts.push(`License: ${entry.license}`);
-  if (!entry && summary) parts.push(`From ${summary.manifestUrl}`);
+  if (!entry && summary) parts.push(summary.imported ? 'Imported from this computer.' : `From ${summary.manifestUrl}`);
   return parts.join(' ');
 }
 
@@ -95,7 +105,9 @@ function renderPicker() {
     select.append(option);
   };
   for (const m of catalog) add(m.id, m.name + (stored.get(m.id)?.complete ? ' ✓' : ''));
-  for (const [id, s] of stored) if (!catalog.some((m) => m.id === id)) add(id, `${s.name} (added by URL)${s.complete ? ' ✓' : ''}`);
+  for (const [id, s] of stored) {
+    if (!catalog.some((m) => m.id === id)) add(id, `${s.name} (${s.imported ? 'imported' : 'added by URL'})${s.complete ? ' ✓' : ''}`);
+  }
   if (previous && [...select.options].some((o) => o.value === previous)) select.value = previous;
   renderSelected();
 }
@@ -105,7 +117,7 @@ function renderSelected({ chosen = false } = {}) {
   $('model-about').textContent = id ? describe(id) : 'No model yet: add one by its manifest URL.';
   const summary = id && stored.get(id);
   const button = $('download');
-  button.hidden = !id || Boolean(summary?.complete);
+  button.hidden = !id || Boolean(summary?.complete) || Boolean(summary?.imported);
   button.disabled = downloading.has(id);
   button.textContent = summary ? 'Resume download' : 'Download';
   $('cancel-download').hidden = !downloading.has(id);

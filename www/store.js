@@ -1,6 +1,7 @@
 // The model store, used inside the worker: downloads a model (manifest + shards), verifies every
 // shard's sha256, keeps shards in IndexedDB once however many models use them, resumes cut
-// downloads, deletes what no other model uses, and hands shards to the loader.
+// downloads, stores models imported (converted) in the page, deletes what no other model uses,
+// and hands shards to the loader.
 // JS rather than Rust: fetch, streams, IndexedDB, Web Locks and crypto.subtle are promise-based
 // browser APIs, and this is glue around them.
 import { transact, done } from './db.js';
@@ -84,7 +85,7 @@ export async function listModels() {
         if (models.some((o) => o.id !== m.id && o.manifest.shards?.some((s) => s.sha256 === sha))) sharedBytes += size;
       }
       return {
-        id: m.id, name: m.name, manifestUrl: m.manifestUrl, totalBytes: m.totalBytes, storedBytes,
+        id: m.id, name: m.name, manifestUrl: m.manifestUrl, imported: Boolean(m.imported), totalBytes: m.totalBytes, storedBytes,
         sharedBytes, complete: m.complete, addedAt: m.addedAt, shards: unique.size,
       };
     })
@@ -280,4 +281,72 @@ export async function deleteModel(id) {
     models.delete(id);
     return freed;
   }));
+}
+
+// ---- importing ------------------------------------------------------------------------------------
+
+/** The id an imported model is stored under. */
+export const importedId = (name) => `imported:${name}`;
+
+/**
+ * Stores a model converted in this worker. `convert(sink)` runs the converter (Rust, which reads
+ * the user's files), calling `await sink.begin(bytes, name)` once every input is checked,
+ * `await sink.putShard(shard, bytes)` for each shard, and resolving with the manifest (JSON text).
+ * `begin` checks the room and records the model, incomplete; each shard is stored together with
+ * its entry in that record (so a delete in another tab keeps it, and a failed import knows what
+ * to remove); the end stores the manifest and marks the model complete. A failure or a cancel
+ * deletes what was stored (shards other models use stay): nothing is left half-stored.
+ * `onBegin(id, name)` is awaited once the model is recorded. Resolves with the model's summary.
+ */
+export async function importModel(convert, { onBegin = () => {} } = {}) {
+  let id = null, name = null;
+  const sink = {
+    begin: async (bytes, modelName) => {
+      name = modelName;
+      const newId = importedId(name);
+      if (await getModel(newId)) throw new StoreError(`a model named ${name} is already stored: delete it first to import it again, or give the import another name`);
+      if (navigator.storage?.estimate) {
+        const { usage = 0, quota = 0 } = await navigator.storage.estimate();
+        if (quota > 0 && usage + bytes > quota) throw new StoreError(await quotaMessage(newId, name, bytes, { usage, quota }));
+      }
+      await withLock(() => transact(['models'], 'readwrite', async (models) => {
+        if (await done(models.get(newId))) throw new StoreError(`a model named ${name} is already stored`);
+        models.put({
+          id: newId, name, manifestUrl: null, imported: true, manifest: { name, shards: [] }, totalBytes: bytes,
+          complete: false, addedAt: Date.now(),
+        });
+      }));
+      id = newId;
+      await onBegin(id, name);
+    },
+    putShard: (shard, bytes) => withLock(async () => {
+      try {
+        await transact(['models', 'shards'], 'readwrite', async (models, shards) => {
+          const model = await done(models.get(id));
+          if (!model) throw new StoreError(`${name} was deleted (in another tab?) while it was being imported`);
+          shards.put(bytes, shard.sha256);
+          model.manifest.shards.push({ file: shard.file, size: shard.size, sha256: shard.sha256 });
+          models.put(model);
+        });
+      } catch (e) {
+        if (e?.name === 'QuotaExceededError') {
+          throw new StoreError(await quotaMessage(id, name, shard.size, (await navigator.storage?.estimate?.()) ?? {}));
+        }
+        throw e;
+      }
+    }),
+  };
+  try {
+    const manifest = JSON.parse(await convert(sink));
+    await withLock(() => transact(['models'], 'readwrite', async (models) => {
+      const model = await done(models.get(id));
+      if (!model) throw new StoreError(`${name} was deleted (in another tab?) while it was being imported`);
+      const totalBytes = manifest.shards.reduce((n, s) => n + s.size, 0);
+      models.put({ ...model, manifest, totalBytes, complete: true });
+    }));
+  } catch (e) {
+    if (id) await deleteModel(id).catch(() => { /* already gone */ });
+    throw e;
+  }
+  return (await listModels()).find((m) => m.id === id);
 }

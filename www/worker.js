@@ -9,6 +9,9 @@
 //   · {type:'prompt-length', field, text} · {type:'form'}
 //   · {type:'list-loras'} · {type:'add-lora', name, bytes} (checked by Rust, kept in IndexedDB) · {type:'delete-lora', name}
 //     (a prompt's <lora:name:weight> tags pick the LoRAs a generation loads the model with)
+//   · {type:'import', files: [File], configs: [File], options: {quant, text_encoder_quant, vae, name}}: converts a
+//     checkpoint or diffusers folder from this computer (in Rust, a range at a time) into a stored model
+//     · {type:'cancel-import'}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
@@ -18,9 +21,11 @@
 //   · {type:'storage', usage, quota, persisted, models} · {type:'deleted', id, freedBytes}
 //   · {type:'load-progress', done, total} · {type:'loaded', id, info, loras}
 //   · {type:'loras', loras: [{name, size, unet, text_encoder, addedAt}]}
+//   · {type:'import-started', id, name} · {type:'import-progress', id, name, done, total /* source bytes */}
+//   · {type:'imported', id, name, notes, table}
 //   · {type:'step', step, total, preview?:{width,height,pixels}}
 //   · {type:'images', images:[{width,height,pixels,png,seed,parameters}]}
-//   · {type:'cancelled', phase:'generate'|'download', id?} · {type:'error', phase, message, code, id?}
+//   · {type:'cancelled', phase:'generate'|'download'|'import', id?} · {type:'error', phase, message, code, id?}
 //   · {type:'prompt-length', field, text, tokens, chunks, notice /* null unless split in chunks */}
 //   · {type:'form', samplers: [{name, label}], fields: [{name, default, min, max, step}]} (Rust's
 //     lists: the page's form has no numbers of its own)
@@ -121,6 +126,50 @@ async function load(id, loras) {
   postMessage({ type: 'loaded', id, info, loras });
 }
 
+let importing = null; // {cancelled}: the import running in this worker
+
+async function importFiles({ files = [], configs = [], options = {} }) {
+  if (importing) throw new Error('an import is already running: wait for it or cancel it');
+  const run = { cancelled: false };
+  importing = run; // before any await: a cancel-import right after this message finds it
+  let id = null, name = null, lastReport = 0;
+  try {
+    await wasm();
+    const picked = [...files.map((file) => ({ file, role: 'model' })), ...configs.map((file) => ({ file, role: 'configs' }))];
+    const list = picked.map(({ file, role }) => ({ path: file.webkitRelativePath || file.name, size: file.size, role }));
+    let result;
+    await store.importModel(async (sink) => {
+      result = await websd.import_model(list, options, {
+        read: async (index, start, end) => new Uint8Array(await picked[index].file.slice(start, end).arrayBuffer()),
+        begin: sink.begin,
+        putShard: sink.putShard,
+        progress: (done, total) => {
+          const now = performance.now();
+          if (id && (now - lastReport >= 100 || done === total)) {
+            lastReport = now;
+            postMessage({ type: 'import-progress', id, name, done, total });
+          }
+          return !run.cancelled;
+        },
+      });
+      return result.manifest;
+    }, {
+      onBegin: async (newId, newName) => {
+        id = newId; name = newName;
+        postMessage({ type: 'import-started', id, name });
+        await postModels();
+      },
+    });
+    postMessage({ type: 'imported', id, name, notes: Array.from(result.notes), table: result.table });
+  } catch (e) {
+    if (e?.name === 'Cancelled' || run.cancelled) postMessage({ type: 'cancelled', phase: 'import', id });
+    else fail('import', e, id ? { id } : {});
+  } finally {
+    importing = null;
+    await postModels().catch((e) => fail('models', e));
+  }
+}
+
 async function postLoras() {
   postMessage({ type: 'loras', loras: await loraStore.listLoras() });
 }
@@ -179,6 +228,8 @@ const handlers = {
   },
   generate,
   'list-loras': postLoras,
+  import: importFiles,
+  'cancel-import': async () => { if (importing) importing.cancelled = true; },
   'add-lora': async ({ name, bytes }) => {
     await wasm();
     const info = websd.lora_info(name, bytes); // refuses a file that is no LoRA, naming why

@@ -272,6 +272,9 @@ mod cli {
             _ => return Err(format!("convert needs SRC and --out DIR\n{USAGE}")),
         };
         let converted = convert::convert(&src, &out, &opts).map_err(|e| e.to_string())?;
+        for note in &converted.notes {
+            println!("{note}");
+        }
         print!("{}", convert::size_table(&converted));
         println!("wrote {}", out.join("manifest.json").display());
         Ok(())

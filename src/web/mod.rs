@@ -1,10 +1,12 @@
 //! The wasm API the Web Worker calls (www/worker.js), one file per part: gpu.rs (opening the
-//! GPU, the probe), generate.rs (models and generation), bench.rs (bench.html's benchmark and
+//! GPU, the probe), generate.rs (models and generation), import.rs (converting the user's
+//! checkpoint in the page), bench.rs (bench.html's benchmark and
 //! real-weights check). The worker owns the GPU; the page only talks to the worker with messages.
 
 mod bench;
 mod generate;
 mod gpu;
+mod import;
 
 use std::cell::RefCell;
 

@@ -1,13 +1,17 @@
-//! The converter (native only): a diffusers folder or a single-file LDM/A1111 `.safetensors`
-//! checkpoint → `manifest.json` + shards of about 32 MiB named by their sha256 (docs/FORMAT.md).
+//! The converter: a diffusers folder or a single-file LDM/A1111 `.safetensors` checkpoint →
+//! `manifest.json` + shards of about 32 MiB named by their sha256 (docs/FORMAT.md). The same code
+//! runs in the CLI (`convert`, on files) and in the page (src/web/import.rs, on the user's `File`s,
+//! into IndexedDB), through [`ConvertIo`].
 //!
-//! It streams: one source file is read at a time (a component's file, or the single file), and
+//! It streams: headers and configs are read and checked first, then one source tensor at a time;
 //! beyond it only the shard being filled and the tensor being converted are held.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde_json::Value;
 
 use super::manifest::{ByteRange, FORMAT, Manifest, Q4_BLOCK, QuantParams, ShardEntry, StorageDtype, TensorEntry, TokenizerInfo, VERSION};
@@ -96,33 +100,164 @@ impl Default for ConvertOptions {
     }
 }
 
-// ------------------------------------------------------------------ source files
+// ------------------------------------------------------------------ inputs
 
-/// A safetensors file in memory with its header parsed.
-pub struct SourceFile {
-    what: String,
-    bytes: Vec<u8>,
-    tensors: BTreeMap<String, (Dtype, Vec<usize>, usize, usize)>,
+/// One file a conversion may read: its path (relative, `/`-separated; for display and to find a
+/// diffusers folder's parts) and its size.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct InputFile {
+    pub path: String,
+    pub size: u64,
 }
 
-impl SourceFile {
-    /// Parses safetensors bytes (every offset is checked against the buffer by the safetensors crate).
-    pub fn parse(what: &str, bytes: Vec<u8>) -> Result<Self> {
-        let bad = |message: String| Error::Safetensors { what: what.to_string(), message };
-        let (n, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let start = 8usize.checked_add(n).ok_or_else(|| bad("header length overflows".into()))?;
-        let mut tensors = BTreeMap::new();
-        for (name, info) in meta.tensors() {
-            let (a, b) = info.data_offsets;
-            let (a, b) = (start.checked_add(a), start.checked_add(b));
-            match (a, b) {
-                (Some(a), Some(b)) if a <= b && b <= bytes.len() => {
-                    tensors.insert(name, (info.dtype, info.shape.clone(), a, b));
-                }
-                _ => return Err(bad(format!("tensor `{name}` lies outside the file"))),
-            }
+/// Where a conversion reads from and writes to. The CLI's is the file system (`convert` below);
+/// the page's is the user's `File`s and IndexedDB (src/web/import.rs). Only one source tensor, the
+/// shard being filled and the tensor being converted are held at a time, so a 4 GB checkpoint
+/// never sits whole in memory.
+#[allow(async_fn_in_trait)] // used single-threaded (the browser) or blocked on (the CLI)
+pub trait ConvertIo {
+    /// Bytes `start..end` of input file `file`.
+    async fn read(&mut self, file: usize, start: u64, end: u64) -> Result<Vec<u8>>;
+    /// Called once every input is checked and before any shard is written: the shards of model
+    /// `name` will take `bytes` in all. May refuse (not enough storage): then nothing was written.
+    async fn begin(&mut self, bytes: u64, name: &str) -> Result<()>;
+    /// A finished shard (its name, size and sha256 in `shard`).
+    async fn put_shard(&mut self, shard: &ShardEntry, bytes: Vec<u8>) -> Result<()>;
+    /// After each source tensor: `done` of `total` source bytes read. `Err(Cancelled)` stops.
+    async fn progress(&mut self, done: u64, total: u64) -> Result<()>;
+}
+
+/// A diffusers-layout folder among the input files: path inside the folder → file index.
+#[derive(Clone, Debug, Default)]
+pub struct Folder {
+    pub name: String,
+    files: BTreeMap<String, usize>,
+}
+
+impl Folder {
+    /// The folder of `paths` (index, path): a first path component that all of them share (a
+    /// browser's folder picker gives `folder/unet/config.json`) is the folder's name, not part of
+    /// the paths inside it.
+    pub fn from_paths(name: &str, paths: impl IntoIterator<Item = (usize, String)>) -> Self {
+        let paths: Vec<(usize, String)> = paths.into_iter().map(|(i, p)| (i, p.replace('\\', "/"))).collect();
+        let first = |p: &str| p.split_once('/').map(|(a, _)| a.to_string());
+        let shared = paths.first().and_then(|(_, p)| first(p)).filter(|f| paths.iter().all(|(_, p)| first(p).as_deref() == Some(f.as_str())));
+        let files = paths.into_iter().map(|(i, p)| (shared.as_ref().map_or(p.clone(), |f| p[f.len() + 1..].to_string()), i)).collect();
+        Self { name: shared.unwrap_or_else(|| name.to_string()), files }
+    }
+
+    pub fn get(&self, path: &str) -> Option<usize> {
+        self.files.get(path).copied()
+    }
+
+    /// The weight files of component folder `component` (`unet`, …, or `""` for the folder itself).
+    fn model_files(&self, component: &str) -> Result<Vec<usize>> {
+        let prefix = if component.is_empty() { String::new() } else { format!("{component}/") };
+        let names = self.files.keys().filter_map(|p| p.strip_prefix(&prefix)).filter(|n| !n.contains('/')).map(String::from);
+        let picked = super::safetensors::pick_model_files(names);
+        if picked.is_empty() {
+            return Err(Error::Other(format!("no model .safetensors file in {}/{component}", self.name)));
         }
-        Ok(Self { what: what.to_string(), bytes, tensors })
+        Ok(picked.iter().map(|n| self.files[&format!("{prefix}{n}")]).collect())
+    }
+}
+
+/// What a conversion reads.
+pub struct Source {
+    pub files: Vec<InputFile>,
+    pub model: ModelSource,
+    /// A diffusers AutoencoderTiny folder to include as component `taesd`.
+    pub taesd: Option<Folder>,
+}
+
+pub enum ModelSource {
+    /// A diffusers pipeline folder (text_encoder/, unet/, vae/, scheduler/, tokenizer/).
+    Diffusers(Folder),
+    /// A single-file LDM/A1111 checkpoint, with a diffusers folder whose configs to use instead of
+    /// the built-in SD 1.5 / SD 2.1 ones.
+    SingleFile { file: usize, configs: Option<Folder> },
+}
+
+/// The largest config or tokenizer JSON file read.
+const MAX_JSON_BYTES: u64 = 16 << 20;
+
+async fn read_json(io: &mut impl ConvertIo, files: &[InputFile], file: usize) -> Result<Value> {
+    let f = &files[file];
+    if f.size > MAX_JSON_BYTES {
+        return Err(Error::Other(format!("{}: {} bytes is too large for a config file", f.path, f.size)));
+    }
+    let bytes = io.read(file, 0, f.size).await?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Other(format!("{} is not UTF-8 text", f.path)))?;
+    crate::config_json::parse_value(&text, &f.path)
+}
+
+async fn folder_json(io: &mut impl ConvertIo, files: &[InputFile], folder: &Folder, path: &str) -> Result<Value> {
+    let file = folder.get(path).ok_or_else(|| Error::Other(format!("{}/{path} is missing", folder.name)))?;
+    read_json(io, files, file).await
+}
+
+// ------------------------------------------------------------------ safetensors headers
+
+/// A safetensors file's tensor table (names, dtypes, shapes, byte ranges in the file); the tensors
+/// themselves are read one at a time when they are converted.
+pub struct SourceFile {
+    what: String,
+    /// The file's index among the inputs.
+    pub file: usize,
+    tensors: BTreeMap<String, (Dtype, Vec<usize>, u64, u64)>,
+}
+
+/// The largest safetensors header (the safetensors crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+impl SourceFile {
+    /// Reads input `file`'s header (its first 8 bytes say how long the header is), checking every
+    /// tensor's bytes lie inside the file: a cut download fails here, before anything is written.
+    pub async fn read(io: &mut impl ConvertIo, files: &[InputFile], file: usize) -> Result<Self> {
+        let InputFile { path, size } = &files[file];
+        let extension = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        if matches!(extension.as_str(), "ckpt" | "pt" | "pth" | "bin") {
+            return Err(pickle_refused(path));
+        }
+        let bad = |message: String| Error::Safetensors { what: path.clone(), message };
+        let head = io.read(file, 0, (*size).min(8)).await?;
+        if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
+            return Err(pickle_refused(path));
+        }
+        let Ok(head) = <[u8; 8]>::try_from(head.as_slice()) else { return Err(bad(format!("{size} bytes is too short for a safetensors file"))) };
+        let n = u64::from_le_bytes(head);
+        if n > MAX_HEADER_BYTES {
+            return Err(bad(format!("its header length {n} is not plausible: not a safetensors file")));
+        }
+        if 8 + n > *size {
+            return Err(bad(format!("the header needs {} bytes but the file has {size}: the file is cut short", 8 + n)));
+        }
+        let header = io.read(file, 8, 8 + n).await?;
+        Self::from_header(path, file, &header, *size)
+    }
+
+    /// Parses a header (the JSON after the 8-byte length) of a file of `size` bytes.
+    pub fn from_header(what: &str, file: usize, header: &[u8], size: u64) -> Result<Self> {
+        let bad = |message: String| Error::Safetensors { what: what.to_string(), message };
+        let meta: safetensors::tensor::Metadata = serde_json::from_slice(header).map_err(|e| bad(format!("bad header: {e}")))?;
+        let start = 8 + header.len() as u64;
+        let end = start + meta.data_len() as u64;
+        if end > size {
+            return Err(bad(format!("its tensors need {end} bytes but the file has {size}: the file is cut short (an interrupted download?)")));
+        }
+        let tensors = meta.tensors().into_iter().map(|(name, info)| {
+            let (a, b) = info.data_offsets;
+            (name, (info.dtype, info.shape.clone(), start + a as u64, start + b as u64))
+        });
+        Ok(Self { what: what.to_string(), file, tensors: tensors.collect() })
+    }
+
+    /// Parses the header of a whole file held in memory (tests, fuzzing).
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<Self> {
+        let bad = |message: &str| Error::Safetensors { what: what.to_string(), message: message.to_string() };
+        let n = bytes.get(..8).map(|h| u64::from_le_bytes(h.try_into().unwrap())).ok_or_else(|| bad("too short"))?;
+        let header = usize::try_from(n).ok().and_then(|n| bytes.get(8..n.checked_add(8)?)).ok_or_else(|| bad("the header runs past the end"))?;
+        Self::from_header(what, 0, header, bytes.len() as u64)
     }
 
     /// Strips `prefix` from every name when every name has it (checkpoints converted from a
@@ -135,18 +270,6 @@ impl SourceFile {
         true
     }
 
-    pub fn read(path: &Path) -> Result<Self> {
-        if path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "ckpt" | "pt" | "pth" | "bin")) {
-            return Err(Error::Other(format!(
-                "{}: pickled PyTorch checkpoints are refused (unpickling can run arbitrary code); convert it to \
-                 .safetensors first, e.g. with diffusers or the safetensors 'convert' space",
-                path.display()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&path.display().to_string(), bytes)
-    }
-
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|t| t.1.as_slice())
     }
@@ -155,14 +278,21 @@ impl SourceFile {
         self.tensors.keys()
     }
 
+    /// Where tensor `name`'s bytes lie in the file.
+    pub fn range(&self, name: &str) -> Result<(u64, u64)> {
+        self.tensors.get(name).map(|t| (t.2, t.3)).ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+
     fn is_float(&self, name: &str) -> bool {
         self.tensors.get(name).is_some_and(|t| matches!(t.0, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64))
     }
 
-    /// Tensor `name` as f32 values.
-    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+    /// Tensor `name`'s `bytes` (read from its `range`) as f32 values.
+    pub fn decode_f32(&self, name: &str, bytes: &[u8]) -> Result<Vec<f32>> {
         let (dtype, _, a, b) = self.tensors.get(name).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
-        let bytes = &self.bytes[*a..*b];
+        if bytes.len() as u64 != b - a {
+            return Err(Error::Safetensors { what: self.what.clone(), message: format!("tensor `{name}`: read {} bytes, expected {}", bytes.len(), b - a) });
+        }
         Ok(match dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
@@ -173,6 +303,13 @@ impl SourceFile {
             }
         })
     }
+}
+
+fn pickle_refused(path: &str) -> Error {
+    Error::Other(format!(
+        "{path}: pickled PyTorch checkpoints (.ckpt, .pt, .bin) are refused (unpickling can run arbitrary code); convert it to \
+         .safetensors first, e.g. with diffusers or the safetensors 'convert' space"
+    ))
 }
 
 // ------------------------------------------------------------------ plan
@@ -214,13 +351,13 @@ fn result_shape(src: &[usize], op: &Op) -> Vec<usize> {
     }
 }
 
-fn apply(values: Vec<f32>, src: &[usize], op: &Op) -> Vec<f32> {
+fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> &'v [f32] {
     match op {
         Op::Copy | Op::Squeeze => values,
         Op::Third(part) => {
             let row: usize = src.iter().skip(1).product();
             let rows = src[0] / 3;
-            values[part * rows * row..(part + 1) * rows * row].to_vec()
+            &values[part * rows * row..(part + 1) * rows * row]
         }
     }
 }
@@ -269,48 +406,6 @@ pub fn stored_size(dtype: StorageDtype, shape: &[usize], q4_min: bool) -> u64 {
     }
 }
 
-// ------------------------------------------------------------------ shard writer
-
-/// Fills shards and writes each, named by its sha256, when full.
-struct ShardWriter {
-    dir: PathBuf,
-    target: usize,
-    buf: Vec<u8>,
-    shards: Vec<ShardEntry>,
-    group: String,
-}
-
-impl ShardWriter {
-    /// Starts a tensor of `bytes` in `group` (a new shard when the group changes or it would
-    /// overflow); returns (shard index, offset).
-    fn place(&mut self, group: &str, bytes: usize) -> Result<(u64, u64)> {
-        if !self.buf.is_empty() && (group != self.group || self.buf.len() + bytes > self.target) {
-            self.flush()?;
-        }
-        self.group = group.to_string();
-        Ok((self.shards.len() as u64, self.buf.len() as u64))
-    }
-
-    fn push(&mut self, bytes: &[u8]) -> ByteRange {
-        let offset = self.buf.len() as u64;
-        self.buf.extend_from_slice(bytes);
-        ByteRange { offset, length: bytes.len() as u64 }
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let sha256 = sha256_hex(&self.buf);
-        let file = format!("{sha256}.bin");
-        let path = self.dir.join(&file);
-        std::fs::write(&path, &self.buf).map_err(|e| Error::io(&path, e))?;
-        self.shards.push(ShardEntry { file, size: self.buf.len() as u64, sha256 });
-        self.buf.clear();
-        Ok(())
-    }
-}
-
 // ------------------------------------------------------------------ conversion
 
 /// Per (component, dtype): tensors, parameters, bytes; and the quantization error seen.
@@ -327,37 +422,71 @@ pub struct SizeRow {
 pub struct Converted {
     pub manifest: Manifest,
     pub sizes: BTreeMap<(String, String), SizeRow>,
+    /// What the converter noticed on the way (a single file's kind, the tensors it ignored).
+    pub notes: Vec<String>,
 }
 
-struct Job<'a> {
+/// Tensors to write from one source file.
+struct Part {
+    file: SourceFile,
+    items: Vec<Item>,
+}
+
+struct Job<'a, I: ConvertIo> {
     opts: &'a ConvertOptions,
-    writer: ShardWriter,
+    io: &'a mut I,
+    /// The shard being filled, the group it holds, and the shards written.
+    buf: Vec<u8>,
+    group: String,
+    shards: Vec<ShardEntry>,
     tensors: Vec<TensorEntry>,
     sizes: BTreeMap<(String, String), SizeRow>,
+    /// Source bytes read of the total, for progress.
+    read: u64,
+    total: u64,
 }
 
-impl Job<'_> {
-    fn write(&mut self, file: &SourceFile, items: &[Item]) -> Result<()> {
-        for item in items {
-            let src_shape = file.shape(&item.source).ok_or_else(|| Error::MissingTensor(item.source.clone()))?.to_vec();
-            let shape = result_shape(&src_shape, &item.op);
-            if matches!(item.op, Op::Third(_)) && src_shape[0] % 3 != 0 {
-                return Err(Error::Other(format!("{}: fused q/k/v rows {} do not divide by 3", item.source, src_shape[0])));
+/// The storage of `item` taken from a source tensor of `src_shape`.
+fn item_storage(item: &Item, src_shape: &[usize], opts: &ConvertOptions) -> (Vec<usize>, StorageDtype) {
+    let shape = result_shape(src_shape, &item.op);
+    let dtype = storage_for(&item.component, &item.name, &shape, opts);
+    (shape, dtype)
+}
+
+impl<I: ConvertIo> Job<'_, I> {
+    async fn write(&mut self, part: &Part) -> Result<()> {
+        let file = &part.file;
+        // Items made from the same source tensor (OpenCLIP's fused q/k/v) are next to each other:
+        // each source tensor is read once.
+        for run in part.items.chunk_by(|a, b| a.source == b.source) {
+            let source = &run[0].source;
+            let src_shape = file.shape(source).ok_or_else(|| Error::MissingTensor(source.clone()))?.to_vec();
+            let (start, end) = file.range(source)?;
+            let values = file.decode_f32(source, &self.io.read(file.file, start, end).await?)?;
+            for item in run {
+                if matches!(item.op, Op::Third(_)) && !src_shape[0].is_multiple_of(3) {
+                    return Err(Error::Other(format!("{source}: fused q/k/v rows {} do not divide by 3", src_shape[0])));
+                }
+                let (shape, dtype) = item_storage(item, &src_shape, self.opts);
+                let values = apply(&values, &src_shape, &item.op);
+                // The VAE encoder gets shards of its own: text-to-image never downloads it.
+                let group = if item.component == "vae" && (item.name.starts_with("encoder.") || item.name.starts_with("quant_conv.")) {
+                    "vae-encoder".to_string()
+                } else {
+                    item.component.clone()
+                };
+                self.add(&item.component, &item.name, &group, shape, values, dtype).await?;
             }
-            let values = apply(file.read_f32(&item.source)?, &src_shape, &item.op);
-            let dtype = storage_for(&item.component, &item.name, &shape, self.opts);
-            // The VAE encoder gets shards of its own: text-to-image never downloads it.
-            let group = if item.component == "vae" && (item.name.starts_with("encoder.") || item.name.starts_with("quant_conv.")) {
-                "vae-encoder".to_string()
-            } else {
-                item.component.clone()
-            };
-            self.add(&item.component, &item.name, &group, shape, &values, dtype)?;
+            self.read += end - start;
+            self.io.progress(self.read, self.total).await?;
         }
         Ok(())
     }
 
-    fn add(&mut self, component: &str, name: &str, group: &str, shape: Vec<usize>, values: &[f32], dtype: StorageDtype) -> Result<()> {
+    async fn add(&mut self, component: &str, name: &str, group: &str, shape: Vec<usize>, values: &[f32], dtype: StorageDtype) -> Result<()> {
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Other(format!("{component}/{name} holds NaN or infinite values")));
+        }
         let rows = shape[0];
         let m = Matrix { rows, cols: values.len() / rows.max(1) };
         let row = self.sizes.entry((component.to_string(), dtype.as_str().to_string())).or_default();
@@ -377,14 +506,16 @@ impl Job<'_> {
                 (q.data, Some(f16_bytes(&q.scales)), q.mins.as_deref().map(f16_bytes), block)
             }
         };
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Other(format!("{component}/{name} holds NaN or infinite values")));
-        }
         let total = data.len() + scales.as_ref().map_or(0, Vec::len) + mins.as_ref().map_or(0, Vec::len);
         row.bytes += total as u64;
-        let (shard, _) = self.writer.place(group, total)?;
-        let d = self.writer.push(&data);
-        let quant = scales.map(|s| QuantParams { block, scales: self.writer.push(&s), mins: mins.map(|m| self.writer.push(&m)) });
+        // A tensor is never split: a new shard when the group changes or this one would overflow.
+        if !self.buf.is_empty() && (group != self.group || self.buf.len() + total > self.opts.shard_bytes) {
+            self.flush().await?;
+        }
+        self.group = group.to_string();
+        let shard = self.shards.len() as u64;
+        let d = self.push(&data);
+        let quant = scales.map(|s| QuantParams { block, scales: self.push(&s), mins: mins.map(|m| self.push(&m)) });
         self.tensors.push(TensorEntry {
             component: component.to_string(),
             name: name.to_string(),
@@ -397,11 +528,24 @@ impl Job<'_> {
         });
         Ok(())
     }
-}
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    crate::config_json::parse_value(&text, &path.display().to_string())
+    fn push(&mut self, bytes: &[u8]) -> ByteRange {
+        let offset = self.buf.len() as u64;
+        self.buf.extend_from_slice(bytes);
+        ByteRange { offset, length: bytes.len() as u64 }
+    }
+
+    /// Writes the shard being filled, named by its sha256.
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let sha256 = sha256_hex(&self.buf);
+        let shard = ShardEntry { file: format!("{sha256}.bin"), size: self.buf.len() as u64, sha256 };
+        self.io.put_shard(&shard, std::mem::take(&mut self.buf)).await?;
+        self.shards.push(shard);
+        Ok(())
+    }
 }
 
 /// Parses each config as the loader will (before any shard is written): a model the loader would
@@ -418,13 +562,12 @@ fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Res
     Ok(())
 }
 
-/// The CLIP tokenizer a text encoder pairs with: from the pipeline's tokenizer folder when there
-/// is one, else from the activation (SD 1.x: quick_gelu; SD 2.x's OpenCLIP: gelu).
-fn tokenizer_info(root: Option<&Path>, text_config: &Value) -> TokenizerInfo {
-    let pad = root
-        .and_then(|r| read_json(&r.join("tokenizer/special_tokens_map.json")).ok())
-        .and_then(|m| m.get("pad_token").cloned())
-        .and_then(|p| p.as_str().map(String::from).or_else(|| p.get("content").and_then(Value::as_str).map(String::from)));
+/// The CLIP tokenizer a text encoder pairs with: from the pipeline's tokenizer
+/// (special_tokens_map.json's pad token) when there is one, else from the activation (SD 1.x:
+/// quick_gelu; SD 2.x's OpenCLIP: gelu).
+fn tokenizer_info(special_tokens: Option<&Value>, text_config: &Value) -> TokenizerInfo {
+    let pad =
+        special_tokens.and_then(|m| m.get("pad_token").cloned()).and_then(|p| p.as_str().map(String::from).or_else(|| p.get("content").and_then(Value::as_str).map(String::from)));
     let sd2 = match pad.as_deref() {
         Some("!") => true,
         Some(_) => false,
@@ -440,100 +583,123 @@ fn text_name(name: &str) -> &str {
 
 /// The TAESD to include must parse and work on the model's latents: a TAESD of another family
 /// (TAEF1/TAEF2: 16/32 channels) cannot preview an SD model. Checked before any shard is written.
-fn check_taesd(opts: &ConvertOptions, config: Option<&Value>, components: &BTreeMap<String, Value>) -> Result<()> {
-    let (Some(dir), Some(config)) = (&opts.taesd, config) else { return Ok(()) };
+fn check_taesd(folder: &str, config: &Value, components: &BTreeMap<String, Value>) -> Result<()> {
     let taesd = crate::model::taesd::TaesdConfig::from_json(&config.to_string())?;
     let vae_channels = components.get("vae").and_then(|v| v["latent_channels"].as_u64()).unwrap_or(4) as usize;
     if taesd.latent_channels != vae_channels {
         return Err(Error::UnsupportedConfig(format!(
-            "the TAESD in {} works on {} latent channels and this model's VAE on {vae_channels}: use the TAESD made for this model family (madebyollin/taesd for SD 1.x/2.x)",
-            dir.display(),
+            "the TAESD in {folder} works on {} latent channels and this model's VAE on {vae_channels}: use the TAESD made for this model family (madebyollin/taesd for SD 1.x/2.x)",
             taesd.latent_channels
         )));
     }
     Ok(())
 }
 
-/// Converts `src` (a diffusers folder or a `.safetensors` single file) into `out`.
-pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converted> {
+/// The name a model gets by default: its folder's, or its file's without the extension.
+fn default_name(path: &str) -> String {
+    let file = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    file.strip_suffix(".safetensors").unwrap_or(file).to_string()
+}
+
+/// Converts `source` through `io`: reads and checks every header and config first, then tells
+/// `io.begin` how many bytes the shards will take, then converts tensor by tensor. Returns the
+/// manifest (not yet written anywhere: that is the caller's part).
+pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut impl ConvertIo) -> Result<Converted> {
     opts.suggested.check().map_err(Error::Other)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut job = Job {
-        opts,
-        writer: ShardWriter { dir: out.to_path_buf(), target: opts.shard_bytes, buf: Vec::new(), shards: Vec::new(), group: String::new() },
-        tensors: Vec::new(),
-        sizes: BTreeMap::new(),
-    };
-    let taesd_config = match &opts.taesd {
-        Some(dir) => Some(read_json(&dir.join("config.json"))?),
-        None => None,
-    };
-    let mut components = BTreeMap::new();
-    let (scheduler, tokenizer, default_name);
-    if src.is_dir() {
-        for c in ["text_encoder", "unet", "vae"] {
-            components.insert(c.to_string(), read_json(&src.join(c).join("config.json"))?);
+    let files = &source.files;
+    let mut notes = Vec::new();
+    let mut parts = Vec::new();
+    let (mut components, scheduler, tokenizer, name) = match &source.model {
+        ModelSource::Diffusers(folder) => {
+            let mut components = BTreeMap::new();
+            for c in ["text_encoder", "unet", "vae"] {
+                components.insert(c.to_string(), folder_json(io, files, folder, &format!("{c}/config.json")).await?);
+            }
+            let scheduler = folder_json(io, files, folder, "scheduler/scheduler_config.json").await?;
+            check_configs(&components, &scheduler)?;
+            for c in ["text_encoder", "unet", "vae"] {
+                for file in folder.model_files(c)? {
+                    let file = SourceFile::read(io, files, file).await?;
+                    let items: Vec<Item> = file
+                        .names()
+                        .filter(|n| file.is_float(n))
+                        .filter(|n| !(c == "text_encoder" && (n.ends_with("position_ids") || n.starts_with("text_projection"))))
+                        .map(|n| Item::copy(c, if c == "text_encoder" { text_name(n) } else { n }, n.as_str()))
+                        .collect();
+                    parts.push(Part { file, items });
+                }
+            }
+            let special_tokens = match folder.get("tokenizer/special_tokens_map.json") {
+                Some(file) => Some(read_json(io, files, file).await?),
+                None => None,
+            };
+            let tokenizer = tokenizer_info(special_tokens.as_ref(), &components["text_encoder"]);
+            (components, scheduler, tokenizer, folder.name.clone())
         }
-        scheduler = read_json(&src.join("scheduler/scheduler_config.json"))?;
-        check_configs(&components, &scheduler)?;
-        check_taesd(opts, taesd_config.as_ref(), &components)?;
-        for c in ["text_encoder", "unet", "vae"] {
-            let dir = src.join(c);
-            for path in super::safetensors::model_files(&dir)? {
-                let file = SourceFile::read(&path)?;
-                let items: Vec<Item> = file
-                    .names()
-                    .filter(|n| file.is_float(n))
-                    .filter(|n| !(c == "text_encoder" && (n.ends_with("position_ids") || n.starts_with("text_projection"))))
-                    .map(|n| Item::copy(c, if c == "text_encoder" { text_name(n) } else { n }, n.as_str()))
-                    .collect();
-                job.write(&file, &items)?;
+        ModelSource::SingleFile { file, configs } => {
+            let mut file = SourceFile::read(io, files, *file).await?;
+            if file.unwrap_prefix("state_dict.") {
+                notes.push("single-file checkpoint: names under `state_dict.` (a training checkpoint's wrapper) read without it".into());
+            }
+            let configs = match configs {
+                Some(folder) => {
+                    let mut c = BTreeMap::new();
+                    for name in ["unet", "text_encoder", "vae"] {
+                        c.insert(name.to_string(), folder_json(io, files, folder, &format!("{name}/config.json")).await?);
+                    }
+                    Some((c, folder_json(io, files, folder, "scheduler/scheduler_config.json").await?, format!("configs from {}", folder.name)))
+                }
+                None => None,
+            };
+            let single = super::single_file::plan(&file, configs)?;
+            notes.push(format!("single-file checkpoint: {} ({}); {} source tensors ignored", single.kind, single.config_origin, single.ignored));
+            if single.ema > 0 {
+                notes.push(format!("single-file checkpoint: {} EMA tensors (model_ema.*) ignored: the model's own weights are converted", single.ema));
+            }
+            check_configs(&single.configs, &single.scheduler)?;
+            let tokenizer = tokenizer_info(None, &single.configs["text_encoder"]);
+            let name = default_name(&files[file.file].path);
+            parts.push(Part { file, items: single.items });
+            (single.configs, single.scheduler, tokenizer, name)
+        }
+    };
+    if let Some(folder) = &source.taesd {
+        let config = folder_json(io, files, folder, "config.json").await?;
+        check_taesd(&folder.name, &config, &components)?;
+        components.insert("taesd".into(), config);
+        for file in folder.model_files("")? {
+            let file = SourceFile::read(io, files, file).await?;
+            let items: Vec<Item> = file.names().filter(|n| file.is_float(n)).map(|n| Item::copy("taesd", n.as_str(), n.as_str())).collect();
+            parts.push(Part { file, items });
+        }
+    }
+
+    // Everything is checked: say what the shards will take (the sizes are known from the shapes).
+    let mut planned = 0u64;
+    let mut total = 0u64;
+    for part in &parts {
+        for run in part.items.chunk_by(|a, b| a.source == b.source) {
+            let src_shape = part.file.shape(&run[0].source).ok_or_else(|| Error::MissingTensor(run[0].source.clone()))?;
+            let (start, end) = part.file.range(&run[0].source)?;
+            total += end - start;
+            for item in run {
+                let (shape, dtype) = item_storage(item, src_shape, opts);
+                planned += stored_size(dtype, &shape, opts.q4_min);
             }
         }
-        tokenizer = tokenizer_info(Some(src), &components["text_encoder"]);
-        default_name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    } else {
-        let mut file = SourceFile::read(src)?;
-        if file.unwrap_prefix("state_dict.") {
-            println!("single-file checkpoint: names under `state_dict.` (a training checkpoint's wrapper) read without it");
-        }
-        let single = super::single_file::plan(&file, opts.configs.as_deref())?;
-        println!("single-file checkpoint: {} ({}); {} source tensors ignored", single.kind, single.config_origin, single.ignored);
-        if single.ema > 0 {
-            println!("single-file checkpoint: {} EMA tensors (model_ema.*) ignored: the model's own weights are converted", single.ema);
-        }
-        check_configs(&single.configs, &single.scheduler)?;
-        check_taesd(opts, taesd_config.as_ref(), &single.configs)?;
-        job.write(&file, &single.items)?;
-        components = single.configs;
-        scheduler = single.scheduler;
-        tokenizer = tokenizer_info(None, &components["text_encoder"]);
-        default_name = src.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     }
-    if let (Some(dir), Some(config)) = (&opts.taesd, taesd_config) {
-        components.insert("taesd".into(), config);
-        for path in super::safetensors::model_files(dir)? {
-            let file = SourceFile::read(&path)?;
-            let items: Vec<Item> = file.names().filter(|n| file.is_float(n)).map(|n| Item::copy("taesd", n.as_str(), n.as_str())).collect();
-            job.write(&file, &items)?;
-        }
+    let name = opts.name.clone().unwrap_or(name);
+    io.begin(planned, &name).await?;
+
+    let mut job = Job { opts, io, buf: Vec::new(), group: String::new(), shards: Vec::new(), tensors: Vec::new(), sizes: BTreeMap::new(), read: 0, total };
+    for part in &parts {
+        job.write(part).await?;
     }
-    job.writer.flush()?;
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        version: VERSION,
-        name: opts.name.clone().unwrap_or(default_name),
-        components,
-        scheduler,
-        tokenizer,
-        tensors: job.tensors,
-        shards: job.writer.shards,
-        suggested: opts.suggested.clone(),
-    };
+    job.flush().await?;
+    let manifest =
+        Manifest { format: FORMAT.into(), version: VERSION, name, components, scheduler, tokenizer, tensors: job.tensors, shards: job.shards, suggested: opts.suggested.clone() };
     manifest.validate()?;
-    let path = out.join("manifest.json");
-    std::fs::write(&path, manifest.to_json()).map_err(|e| Error::io(&path, e))?;
-    Ok(Converted { manifest, sizes: job.sizes })
+    Ok(Converted { manifest, sizes: job.sizes, notes })
 }
 
 /// The size table: per component and dtype, totals, and what text-to-image downloads.
@@ -557,4 +723,95 @@ pub fn size_table(c: &Converted) -> String {
     s += &format!("tensor bytes {:.2} MB; {} shards, {:.2} MB in all\n", total as f64 / 1e6, m.shards.len(), all as f64 / 1e6);
     s += &format!("text-to-image download (text encoder, UNet, VAE decoder): {:.3} GB\n", txt2img as f64 / 1e9);
     s
+}
+
+// ------------------------------------------------------------------ the CLI's files
+
+/// Reads input files from disk, a range at a time, and writes shards into a folder.
+#[cfg(not(target_arch = "wasm32"))]
+struct DiskIo {
+    paths: Vec<PathBuf>,
+    out: PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ConvertIo for DiskIo {
+    async fn read(&mut self, file: usize, start: u64, end: u64) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = &self.paths[file];
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+        let mut bytes = vec![0; (end - start) as usize];
+        f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
+        Ok(bytes)
+    }
+
+    async fn begin(&mut self, _bytes: u64, _name: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))
+    }
+
+    async fn put_shard(&mut self, shard: &ShardEntry, bytes: Vec<u8>) -> Result<()> {
+        let path = self.out.join(&shard.file);
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+    }
+
+    async fn progress(&mut self, _done: u64, _total: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The files of `dir` and of its subfolders one level down, as a [`Folder`] over `paths`.
+#[cfg(not(target_arch = "wasm32"))]
+fn disk_folder(dir: &Path, files: &mut Vec<InputFile>, paths: &mut Vec<PathBuf>) -> Result<Folder> {
+    let mut found = Vec::new();
+    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>> { Ok(std::fs::read_dir(d).map_err(|e| Error::io(d, e))?.filter_map(|e| e.ok()).collect()) };
+    for entry in list(dir)? {
+        let path = entry.path();
+        if path.is_dir() {
+            for inner in list(&path)? {
+                if inner.path().is_file() {
+                    found.push((format!("{}/{}", entry.file_name().to_string_lossy(), inner.file_name().to_string_lossy()), inner.path()));
+                }
+            }
+        } else {
+            found.push((entry.file_name().to_string_lossy().into_owned(), path));
+        }
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
+    let mut indexed = BTreeMap::new();
+    for (rel, path) in found {
+        let size = path.metadata().map_err(|e| Error::io(&path, e))?.len();
+        indexed.insert(rel, files.len());
+        files.push(InputFile { path: path.display().to_string(), size });
+        paths.push(path);
+    }
+    Ok(Folder { name, files: indexed })
+}
+
+/// Converts `src` (a diffusers folder or a `.safetensors` single file) into `out`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let (mut files, mut paths) = (Vec::new(), Vec::new());
+    let model = if src.is_dir() {
+        ModelSource::Diffusers(disk_folder(src, &mut files, &mut paths)?)
+    } else {
+        let size = src.metadata().map_err(|e| Error::io(src, e))?.len();
+        files.push(InputFile { path: src.display().to_string(), size });
+        paths.push(src.to_path_buf());
+        let configs = match &opts.configs {
+            Some(dir) => Some(disk_folder(dir, &mut files, &mut paths)?),
+            None => None,
+        };
+        ModelSource::SingleFile { file: 0, configs }
+    };
+    let taesd = match &opts.taesd {
+        Some(dir) => Some(disk_folder(dir, &mut files, &mut paths)?),
+        None => None,
+    };
+    let source = Source { files, model, taesd };
+    let mut io = DiskIo { paths, out: out.to_path_buf() };
+    let converted = pollster::block_on(convert_source(&source, opts, &mut io))?;
+    let path = out.join("manifest.json");
+    std::fs::write(&path, converted.manifest.to_json()).map_err(|e| Error::io(&path, e))?;
+    Ok(converted)
 }

@@ -5,7 +5,6 @@
 //! that leftovers are reported. Sources: safetensors files (diffusers folders), random values (the
 //! full-size configs in tests and benchmarks, no download), and converted models (manifest.json + sha256-named shards, f16/q8/q4; see docs/FORMAT.md).
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod loader;
 pub mod lora;
@@ -15,7 +14,6 @@ pub mod quant;
 pub mod random;
 pub mod safetensors;
 pub mod shards;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod single_file;
 
 pub use loader::{TensorSource, WeightLoader};

@@ -150,23 +150,26 @@ impl TensorSource for SafetensorsSource {
 /// `diffusion_pytorch_model[-0000k-of-0000n].safetensors` or `model[...].safetensors`, with an
 /// optional `.fp16` variant beside them: the full-precision files are taken when both are present.
 pub fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".safetensors") && (name.starts_with("diffusion_pytorch_model") || name.starts_with("model"))
-        })
-        .collect();
-    let is_variant = |p: &PathBuf| p.to_string_lossy().contains(".fp16.");
-    if paths.iter().any(|p| !is_variant(p)) {
-        paths.retain(|p| !is_variant(p));
-    }
-    paths.sort();
-    if paths.is_empty() {
+    let names: Vec<String> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let picked = pick_model_files(names);
+    if picked.is_empty() {
         return Err(Error::Other(format!("no model .safetensors file in {}", dir.display())));
     }
-    Ok(paths)
+    Ok(picked.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// Of a component folder's file names, the model's weights: `diffusion_pytorch_model*.safetensors`
+/// or `model*.safetensors` (shards included), without the `.fp16.` variants when the full ones are
+/// there; sorted. The loader and the converter both choose by this.
+pub fn pick_model_files(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> =
+        names.into_iter().filter(|name| name.ends_with(".safetensors") && (name.starts_with("diffusion_pytorch_model") || name.starts_with("model"))).collect();
+    let is_variant = |n: &String| n.contains(".fp16.");
+    if names.iter().any(|n| !is_variant(n)) {
+        names.retain(|n| !is_variant(n));
+    }
+    names.sort();
+    names
 }
 
 /// Loads a diffusers component folder (`unet/`, `vae/`, …): its config.json, read by `parse`, and

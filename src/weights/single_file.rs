@@ -4,8 +4,6 @@
 //! (OpenAI CLIP, SD 1.x) or `cond_stage_model.model.*` (OpenCLIP, SD 2.x, fused q/k/v split into
 //! three, last block dropped because SD 2 conditions on the penultimate layer) → text encoder.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use super::convert::{Item, Op, SourceFile};
@@ -42,8 +40,11 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("built-in config")
 }
 
-/// Maps a single file's names; `configs` (a diffusers folder) overrides the built-in configs.
-pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
+/// The unet, text_encoder and vae configs, the scheduler config, and where they came from.
+pub type Configs = (std::collections::BTreeMap<String, Value>, Value, String);
+
+/// Maps a single file's names; `configs` (read from a diffusers folder) override the built-in ones.
+pub fn plan(file: &SourceFile, configs: Option<Configs>) -> Result<SingleFile> {
     if let Some((_, what)) = OTHER_ARCHITECTURES.iter().find(|(prefix, _)| file.names().any(|n| n.starts_with(prefix))) {
         return Err(Error::UnsupportedConfig(format!("single file: {what}")));
     }
@@ -73,18 +74,7 @@ pub fn plan(file: &SourceFile, configs: Option<&Path>) -> Result<SingleFile> {
     let kind = if sd2 { "SD 2.x" } else { "SD 1.x" };
 
     let (mut configs, scheduler, config_origin) = match configs {
-        Some(dir) => {
-            let read = |p: &str| -> Result<Value> {
-                let path = dir.join(p);
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                crate::config_json::parse_value(&text, &path.display().to_string())
-            };
-            let mut c = std::collections::BTreeMap::new();
-            for name in ["unet", "text_encoder", "vae"] {
-                c.insert(name.to_string(), read(&format!("{name}/config.json"))?);
-            }
-            (c, read("scheduler/scheduler_config.json")?, format!("configs from {}", dir.display()))
-        }
+        Some(given) => given,
         None => {
             let mut c = std::collections::BTreeMap::new();
             let (unet, text, sched, origin) = if sd2 {

@@ -66,8 +66,8 @@ export async function recordMessages(context) {
   await context.addInitScript(() => {
     window.__msgs = [];
     document.addEventListener('websd-message', (e) => {
-      const { type, id, phase, message, done, total, bytesPerSec, etaSec, shard, loras } = e.detail;
-      window.__msgs.push({ type, id, phase, message, done, total, bytesPerSec, etaSec, shard, loras });
+      const { type, id, phase, message, done, total, bytesPerSec, etaSec, shard, loras, name } = e.detail;
+      window.__msgs.push({ type, id, phase, message, done, total, bytesPerSec, etaSec, shard, loras, name });
     });
   });
 }

@@ -238,6 +238,92 @@ fn convert_tokenizer(folder: &str) -> (String, u32) {
     (m.tokenizer.variant, m.tokenizer.pad_token_id)
 }
 
+/// The converter through an in-memory [`convert::ConvertIo`], as the page runs it on the user's
+/// files: it reads a header or one tensor at a time, says the shards' exact total before writing
+/// any, writes the shards the CLI writes, stops on a cancel, and refuses a cut file before `begin`.
+#[test]
+fn the_converter_streams_through_any_io_and_stops_when_asked() {
+    use websd::weights::convert::{ConvertIo, Folder, InputFile, ModelSource, Source};
+    use websd::weights::manifest::ShardEntry;
+
+    #[derive(Default)]
+    struct MemoryIo {
+        files: Vec<Vec<u8>>,
+        largest_read: u64,
+        begun: Option<u64>,
+        shards: Vec<ShardEntry>,
+        progress_calls: usize,
+        cancel_at: Option<usize>,
+    }
+    impl ConvertIo for MemoryIo {
+        async fn read(&mut self, file: usize, start: u64, end: u64) -> websd::Result<Vec<u8>> {
+            self.largest_read = self.largest_read.max(end - start);
+            Ok(self.files[file][start as usize..end as usize].to_vec())
+        }
+        async fn begin(&mut self, bytes: u64, _name: &str) -> websd::Result<()> {
+            self.begun = Some(bytes);
+            Ok(())
+        }
+        async fn put_shard(&mut self, shard: &ShardEntry, bytes: Vec<u8>) -> websd::Result<()> {
+            assert!(self.begun.is_some(), "a shard before begin");
+            assert_eq!(bytes.len() as u64, shard.size);
+            self.shards.push(shard.clone());
+            Ok(())
+        }
+        async fn progress(&mut self, _done: u64, _total: u64) -> websd::Result<()> {
+            self.progress_calls += 1;
+            if Some(self.progress_calls) == self.cancel_at { Err(Error::Cancelled) } else { Ok(()) }
+        }
+    }
+
+    let single = std::fs::read(fixtures().join("single_file/sd1.safetensors")).unwrap();
+    let config_paths = ["unet/config.json", "text_encoder/config.json", "vae/config.json", "scheduler/scheduler_config.json"];
+    let mut files = vec![single.clone()];
+    let mut inputs = vec![InputFile { path: "picked/sd1.safetensors".into(), size: single.len() as u64 }];
+    for p in config_paths {
+        let bytes = std::fs::read(fixtures().join("sd1").join(p)).unwrap();
+        inputs.push(InputFile { path: format!("sd1/{p}"), size: bytes.len() as u64 });
+        files.push(bytes);
+    }
+    let source = |inputs: Vec<InputFile>| Source {
+        model: ModelSource::SingleFile { file: 0, configs: Some(Folder::from_paths("configs", (1..inputs.len()).map(|i| (i, inputs[i].path.clone())))) },
+        files: inputs,
+        taesd: None,
+    };
+    let opts = ConvertOptions { quant: Quant::Q8, ..Default::default() };
+
+    let mut io = MemoryIo { files: files.clone(), ..Default::default() };
+    let converted = pollster::block_on(convert::convert_source(&source(inputs.clone()), &opts, &mut io)).expect("converts from memory");
+    assert_eq!(converted.manifest.name, "sd1");
+    let written: u64 = io.shards.iter().map(|s| s.size).sum();
+    assert_eq!(io.begun, Some(written), "begin was told the shards' exact total");
+    assert_eq!(io.shards, converted.manifest.shards);
+    let header = SafetensorsSource::from_bytes("sd1", single.clone()).unwrap();
+    let file = convert::SourceFile::parse("sd1", &single).unwrap();
+    let largest_tensor = header.names().iter().map(|n| file.range(n).map(|(a, b)| b - a).unwrap()).max().unwrap();
+    assert!(io.largest_read <= largest_tensor.max(8 + u64::from_le_bytes(single[..8].try_into().unwrap())), "read {} bytes at once: more than a tensor", io.largest_read);
+    assert!(io.largest_read < single.len() as u64, "the whole file was read at once");
+    // The CLI's conversion of the same file writes the same shards.
+    let disk = TempDir::new("memory-io");
+    let on_disk = convert::convert(&fixtures().join("single_file/sd1.safetensors"), &disk.0, &ConvertOptions { configs: Some(fixtures().join("sd1")), ..opts.clone() }).unwrap();
+    assert_eq!(on_disk.manifest.shards, converted.manifest.shards);
+    assert_eq!(on_disk.manifest.tensors, converted.manifest.tensors);
+
+    let mut stopped = MemoryIo { files: files.clone(), cancel_at: Some(3), ..Default::default() };
+    let err = pollster::block_on(convert::convert_source(&source(inputs.clone()), &opts, &mut stopped)).err().expect("cancelled");
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert_eq!(stopped.progress_calls, 3);
+
+    let mut cut_files = files.clone();
+    cut_files[0].truncate(single.len() - 1000);
+    let mut cut_inputs = inputs.clone();
+    cut_inputs[0].size -= 1000;
+    let mut cut = MemoryIo { files: cut_files, ..Default::default() };
+    let err = pollster::block_on(convert::convert_source(&source(cut_inputs), &opts, &mut cut)).err().expect("a cut file is refused");
+    assert!(err.to_string().contains("the file is cut short"), "{err}");
+    assert_eq!(cut.begun, None, "refused before begin");
+}
+
 #[test]
 fn pickles_are_refused() {
     let dir = TempDir::new("ckpt");
@@ -510,12 +596,12 @@ mod fuzz {
         #[test]
         fn safetensors_parsers_never_panic_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256), len in 0u64..600) {
             let _ = SafetensorsSource::from_bytes("fuzz", bytes.clone());
-            let _ = SourceFile::parse("fuzz", bytes.clone());
+            let _ = SourceFile::parse("fuzz", &bytes);
             // A plausible header length in front of arbitrary JSON-ish bytes.
             let mut b = len.to_le_bytes().to_vec();
             b.extend_from_slice(&bytes);
             let _ = SafetensorsSource::from_bytes("fuzz", b.clone());
-            let _ = SourceFile::parse("fuzz", b);
+            let _ = SourceFile::parse("fuzz", &b);
         }
 
         #[test]
@@ -529,10 +615,13 @@ mod fuzz {
                     let _ = s.read_f32(&n);
                 }
             }
-            if let Ok(f) = SourceFile::parse("fuzz", b) {
+            if let Ok(f) = SourceFile::parse("fuzz", &b) {
+                // The header said every tensor lies inside the file: its bytes can be read.
                 let names: Vec<String> = f.names().cloned().collect();
                 for n in names {
-                    let _ = f.read_f32(&n);
+                    let (start, end) = f.range(&n).unwrap();
+                    let bytes = b.get(start as usize..end as usize).expect("a tensor inside the file");
+                    let _ = f.decode_f32(&n, bytes);
                 }
             }
         }

@@ -299,10 +299,11 @@ export const importedId = (name) => `imported:${name}`;
  * `onBegin(id, name)` is awaited once the model is recorded. Resolves with the model's summary.
  */
 export async function importModel(convert, { onBegin = () => {} } = {}) {
-  let id = null, name = null;
+  let id = null, name = null, planned = 0, stored = 0;
   const sink = {
     begin: async (bytes, modelName) => {
       name = modelName;
+      planned = bytes;
       const newId = importedId(name);
       if (await getModel(newId)) throw new StoreError(`a model named ${name} is already stored: delete it first to import it again, or give the import another name`);
       if (navigator.storage?.estimate) {
@@ -328,9 +329,10 @@ export async function importModel(convert, { onBegin = () => {} } = {}) {
           model.manifest.shards.push({ file: shard.file, size: shard.size, sha256: shard.sha256 });
           models.put(model);
         });
+        stored += shard.size;
       } catch (e) {
         if (e?.name === 'QuotaExceededError') {
-          throw new StoreError(await quotaMessage(id, name, shard.size, (await navigator.storage?.estimate?.()) ?? {}));
+          throw new StoreError(await quotaMessage(id, name, planned - stored, (await navigator.storage?.estimate?.()) ?? {}));
         }
         throw e;
       }

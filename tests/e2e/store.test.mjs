@@ -102,9 +102,10 @@ test('downloads a model with progress, verifies every shard and marks it complet
     assert.deepEqual(store.models, [{ id: url('a'), name: 'Synthetic A', complete: true, totalBytes: total }]);
     assert.deepEqual(fetched(), expectCounts([[synth.manifest('a'), 1], ...['shared', 'a1', 'a2'].map((l) => [synth.shards[l].path, 1])]));
 
-    assert.equal(await page.getAttribute('body', 'data-model'), 'stored');
+    // The page learns that it is stored from the model list the worker sends after 'downloaded'.
+    await page.waitForSelector('body[data-model="stored"]', { timeout: 10_000 });
     assert.match(await page.textContent('#phase'), /Synthetic A is downloaded/);
-    assert.match(await page.textContent('#storage-models'), /Synthetic A.*2\.8 MB.*ready/);
+    await page.waitForFunction(() => /Synthetic A.*2\.8 MB.*ready/.test(document.getElementById('storage-models').textContent), null, { timeout: 10_000 });
   } finally {
     await context.close();
   }

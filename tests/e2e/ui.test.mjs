@@ -1,9 +1,11 @@
 // The page's UI around generation: the gallery (IndexedDB, across reloads, PNG download, reuse
-// settings), keyboard shortcut and errors in words, img2img image choice, labels, phone layout.
+// settings), keyboard shortcut and errors in words, img2img image choice, labels, phone layout,
+// the mask painted by touch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { startSite, launchBrowser, screenshot } from './harness.mjs';
+import path from 'node:path';
+import { ROOT, startSite, launchBrowser, screenshot } from './harness.mjs';
 import { MOUNT, makeSyntheticModels, openGpuPage, waitForMessage, downloadByUrl } from './synthetic.mjs';
 
 let site, browser, synth;
@@ -153,6 +155,39 @@ test('the token counter under each prompt, and the notice when a prompt is split
     await page.waitForFunction(() => document.getElementById('negative-tokens').textContent === '0/75 tokens');
     assert.doesNotMatch(await page.getAttribute('#negative-tokens', 'class'), /chunked/);
     assert.equal(await counter('#prompt-tokens'), '5/75 tokens');
+  } finally {
+    await context.close();
+  }
+});
+
+test('the inpainting mask paints with a finger on a touch screen, and the stroke does not scroll the page', async () => {
+  const context = await browser.newContext({ hasTouch: true, isMobile: true, viewport: { width: 390, height: 844 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(site.url);
+    await page.setInputFiles('#init-image-file', path.join(ROOT, 'www/models/taef2/astronaut.png'));
+    await page.waitForSelector('#mask-tools:not([hidden])');
+    assert.equal(await page.getAttribute('body', 'data-mask'), 'empty');
+    await page.locator('#mask-canvas').scrollIntoViewIfNeeded();
+    const box = await page.locator('#mask-canvas').boundingBox();
+    const scrollBefore = await page.evaluate(() => window.scrollY);
+    // A real touch drag (Chromium's DevTools protocol): touchstart, moves, touchend, top to bottom.
+    const cdp = await context.newCDPSession(page);
+    const touch = (type, fy) => cdp.send('Input.dispatchTouchEvent', {
+      type, touchPoints: type === 'touchEnd' ? [] : [{ x: box.x + box.width / 2, y: box.y + fy * box.height }],
+    });
+    await touch('touchStart', 0.2);
+    for (let fy = 0.25; fy <= 0.8; fy += 0.05) await touch('touchMove', fy);
+    await touch('touchEnd');
+    await page.waitForSelector('body[data-mask="painted"]');
+    assert.equal(await page.evaluate(() => window.scrollY), scrollBefore, 'the drag scrolled the page instead of painting');
+    // Painted along the stroke (the middle column), not beside it.
+    const painted = await page.$eval('#mask-canvas', (c) => {
+      const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+      const alpha = (x, y) => data[(Math.floor(y) * c.width + Math.floor(x)) * 4 + 3];
+      return { middle: alpha(c.width / 2, c.height / 2), corner: alpha(2, 2) };
+    });
+    assert.ok(painted.middle > 0 && painted.corner === 0, `mask alpha: ${JSON.stringify(painted)}`);
   } finally {
     await context.close();
   }

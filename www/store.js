@@ -288,6 +288,22 @@ export async function deleteModel(id) {
 /** The id an imported model is stored under. */
 export const importedId = (name) => `imported:${name}`;
 
+/** The Web Lock a tab holds while it imports model `id`: the import is alive while it is held. */
+const importLock = (id) => `websd-import:${id}`;
+
+/**
+ * Removes imports cut off by a closed tab or a crash (recorded, incomplete, and no tab holds their
+ * lock) with the shards no other model uses: an import cannot resume, and nothing should stay
+ * half-stored. Returns the ids removed.
+ */
+export async function removeInterruptedImports() {
+  if (!navigator.locks?.query) return [];
+  const held = new Set(((await navigator.locks.query()).held ?? []).map((l) => l.name));
+  const stale = (await allModels()).filter((m) => m.imported && !m.complete && !held.has(importLock(m.id)));
+  for (const m of stale) await deleteModel(m.id).catch(() => { /* another tab removed it first */ });
+  return stale.map((m) => m.id);
+}
+
 /**
  * Stores a model converted in this worker. `convert(sink)` runs the converter (Rust, which reads
  * the user's files), calling `await sink.begin(bytes, name)` once every input is checked,
@@ -299,7 +315,7 @@ export const importedId = (name) => `imported:${name}`;
  * `onBegin(id, name)` is awaited once the model is recorded. Resolves with the model's summary.
  */
 export async function importModel(convert, { onBegin = () => {} } = {}) {
-  let id = null, name = null, planned = 0, stored = 0;
+  let id = null, name = null, planned = 0, stored = 0, releaseLock = null;
   const sink = {
     begin: async (bytes, modelName) => {
       name = modelName;
@@ -309,6 +325,12 @@ export async function importModel(convert, { onBegin = () => {} } = {}) {
       if (navigator.storage?.estimate) {
         const { usage = 0, quota = 0 } = await navigator.storage.estimate();
         if (quota > 0 && usage + bytes > quota) throw new StoreError(await quotaMessage(newId, name, bytes, { usage, quota }));
+      }
+      // Held until the import ends, so that other tabs (removeInterruptedImports) leave it be.
+      if (navigator.locks) {
+        await new Promise((locked, failed) => {
+          navigator.locks.request(importLock(newId), () => { locked(); return new Promise((release) => { releaseLock = release; }); }).catch(failed);
+        });
       }
       await withLock(() => transact(['models'], 'readwrite', async (models) => {
         if (await done(models.get(newId))) throw new StoreError(`a model named ${name} is already stored`);
@@ -349,6 +371,8 @@ export async function importModel(convert, { onBegin = () => {} } = {}) {
   } catch (e) {
     if (id) await deleteModel(id).catch(() => { /* already gone */ });
     throw e;
+  } finally {
+    releaseLock?.();
   }
   return (await listModels()).find((m) => m.id === id);
 }

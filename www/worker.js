@@ -214,7 +214,8 @@ self.addEventListener('error', (event) => { if (isFatal(event.error)) crashed(ev
 const handlers = {
   init: async () => { await wasm(); postMessage({ type: 'gpu', info: await websd.init_gpu() }); },
   probe: async () => { await wasm(); postMessage({ type: 'probe', values: Array.from(await websd.run_probe()) }); },
-  'list-models': postModels,
+  // The page asks once it starts: the moment to remove imports that a closed tab cut off.
+  'list-models': async () => { await store.removeInterruptedImports(); await postModels(); },
   form: async () => { await wasm(); postMessage({ type: 'form', samplers: Array.from(websd.samplers()), fields: websd.setting_fields() }); },
   storage: async () => postMessage({ type: 'storage', ...(await store.storageInfo()) }),
   download,

@@ -202,3 +202,40 @@ test('an import that runs out of storage part way says so and leaves nothing', {
     site.close();
   }
 });
+
+test('an import that a closed tab cut off is removed with its shards when the page next starts', { timeout: 120_000 }, async () => {
+  const site = await startSite();
+  const browser = await launchBrowser();
+  try {
+    const { page } = await openGpuPage(browser, site.url);
+    // What a tab closed mid-import leaves: the record, incomplete, listing the one shard it stored.
+    await page.evaluate(async () => {
+      const db = await new Promise((resolve, reject) => {
+        const r = indexedDB.open('websd');
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const bytes = new Uint8Array(1000).fill(7);
+      const sha256 = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+      await new Promise((resolve, reject) => {
+        const tx = db.transaction(['models', 'shards'], 'readwrite');
+        tx.objectStore('shards').put(bytes, sha256);
+        tx.objectStore('models').put({
+          id: 'imported:cut', name: 'cut', manifestUrl: null, imported: true, complete: false, totalBytes: 5000, addedAt: Date.now(),
+          manifest: { name: 'cut', shards: [{ file: `${sha256}.bin`, size: 1000, sha256 }] },
+        });
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    });
+    assert.equal((await readStore(page)).models.length, 1);
+    await page.reload();
+    await waitForMessage(page, 'models', undefined, 60_000);
+    const { shards, models } = await readStore(page);
+    assert.deepEqual({ shards, models }, { shards: [], models: [] });
+  } finally {
+    await browser.close();
+    site.close();
+  }
+});

@@ -90,6 +90,8 @@ pub enum Part {
     Vae,
     Taesd,
     Image,
+    /// Loading the UNet with and without a LoRA merged in (natively: it waits on the device).
+    Lora,
 }
 
 impl Part {
@@ -102,7 +104,8 @@ impl Part {
                 "vae" => Ok(Self::Vae),
                 "taesd" => Ok(Self::Taesd),
                 "image" => Ok(Self::Image),
-                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image"))),
+                "lora" => Ok(Self::Lora),
+                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora"))),
             })
             .collect()
     }
@@ -333,6 +336,12 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         push(Row { component: "TAESD decode".into(), dtype: FloatDType::F32, times_ms: times, tflop, finite }, &mut rows);
     }
 
+    if wants(Part::Lora) {
+        for row in lora_rows(model, dt, device, w, r)? {
+            push(row, &mut rows);
+        }
+    }
+
     if let (true, Some(text_encoder), Some(unet), Some(vae)) = (needs_all, text, unet, vae) {
         let steps = opts.steps.unwrap_or(model.default_steps());
         let cfg = !model.turbo;
@@ -379,6 +388,77 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
     }
 
     Ok(Report { model_name: model.name.clone(), size: opts.size, dtype: dt, device: device_name.to_string(), runs: r, warmup: w, rows, peak_reserved_bytes: peak })
+}
+
+/// The rank of the LoRA the bench merges (kohya's common default for SD 1.x character LoRAs).
+#[cfg(not(target_arch = "wasm32"))]
+const BENCH_LORA_RANK: usize = 16;
+
+/// What a LoRA costs at load: the UNet built from random weights, alone and with a rank-16 LoRA
+/// on every attention and feed-forward projection merged in (src/weights/lora.rs: one
+/// `up·down` matmul per changed weight, in f32 on the device, before the cast to `dtype`). Each
+/// run waits for the device, so the difference of the two rows is the merge.
+#[cfg(not(target_arch = "wasm32"))]
+fn lora_rows(model: &Model, dtype: FloatDType, device: &Device, warmup: usize, runs: usize) -> Result<Vec<Row>> {
+    use crate::weights::lora::{Component, WithLoras};
+    let mut shapes = RandomSource::new();
+    UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut shapes, device))?;
+    let lora = bench_lora(&shapes, BENCH_LORA_RANK)?;
+    let modules = lora.modules(Component::Unet);
+    let loras = [(lora, 1.0)];
+    let mut rows = Vec::new();
+    for with_lora in [false, true] {
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..warmup + runs {
+            let start = now_ms();
+            let mut random = RandomSource::new();
+            let unet = if with_lora {
+                let mut source = WithLoras::new(&mut random, Component::Unet, &loras);
+                let unet = UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut source, device).with_dtype(dtype))?;
+                source.finish()?;
+                unet
+            } else {
+                UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut random, device).with_dtype(dtype))?
+            };
+            device.sync().map_err(|e| Error::readback("the UNet's weights", e))?;
+            drop(unet);
+            if i >= warmup {
+                times.push(now_ms() - start);
+            }
+        }
+        let component = if with_lora { format!("UNet load + LoRA r{BENCH_LORA_RANK} ({modules} layers)") } else { "UNet load (random weights)".to_string() };
+        rows.push(Row { component, dtype, times_ms: times, tflop: None, finite: true });
+    }
+    Ok(rows)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn lora_rows(_: &Model, _: FloatDType, _: &Device, _: usize, _: usize) -> Result<Vec<Row>> {
+    Err(Error::InvalidRequest("the LoRA rows run natively only (websd bench --only lora): a load cannot wait on the device in the browser".into()))
+}
+
+/// A kohya-named LoRA of `rank` for every attention and feed-forward projection among the UNet
+/// weights `shapes` lists, with small deterministic values.
+#[cfg(not(target_arch = "wasm32"))]
+fn bench_lora(shapes: &RandomSource, rank: usize) -> Result<crate::weights::lora::Lora> {
+    use crate::weights::TensorSource;
+    let projection = |n: &str| [".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight", ".ff.net.0.proj.weight", ".ff.net.2.weight"].iter().any(|s| n.ends_with(s));
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let values = |n: usize, seed: usize| -> Vec<u8> { (0..n).flat_map(|i| (((i * 2654435761 + seed) % 2001) as f32 / 2e5 - 0.005).to_le_bytes()).collect() };
+    for name in shapes.names().into_iter().filter(|n| projection(n)) {
+        let shape = shapes.shape(&name).unwrap_or_default();
+        let (out, input) = (shape[0], shape[1..].iter().product::<usize>());
+        let module = format!("lora_unet_{}", name.trim_end_matches(".weight").replace('.', "_"));
+        tensors.push((format!("{module}.lora_down.weight"), vec![rank, input], values(rank * input, tensors.len())));
+        tensors.push((format!("{module}.lora_up.weight"), vec![out, rank], values(out * rank, tensors.len())));
+        tensors.push((format!("{module}.alpha"), vec![], (rank as f32).to_le_bytes().to_vec()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map_err(|e| Error::Other(e.to_string()))?)))
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::Other(e.to_string()))?;
+    crate::weights::lora::Lora::from_bytes("bench", bytes)
 }
 
 pub fn dtype_name(d: FloatDType) -> &'static str {

@@ -64,3 +64,20 @@ fn bench_runs_a_converted_models_architecture() {
     assert!(table.starts_with("websd bench: model tiny-sd1 at 32×32"), "{table}");
     assert!(table.contains("—"), "{table}");
 }
+
+/// `--only lora`: the UNet's load alone and with a LoRA on every attention and feed-forward
+/// projection merged in, one time per run.
+#[test]
+fn bench_times_a_unet_load_with_and_without_a_lora() {
+    let manifest = websd::weights::Manifest::parse(&std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny-sd1/manifest.json")).unwrap()).unwrap();
+    let opts = Options { model: Model::from_manifest(&manifest).unwrap(), size: 32, runs: 2, warmup: 0, parts: Part::parse_list("lora").unwrap(), ..Options::default() };
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[0], "UNet load (random weights)");
+    let layers: usize =
+        names[1].strip_prefix("UNet load + LoRA r16 (").and_then(|r| r.strip_suffix(" layers)")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{}", names[1]));
+    // Each transformer block has 10: to_q/k/v/out of its self- and cross-attention, two feed-forward.
+    assert!(layers > 0 && layers % 10 == 0, "{layers} layers");
+    assert!(report.rows.iter().all(|r| r.times_ms.len() == 2 && r.median_ms() > 0.0));
+}

@@ -78,6 +78,6 @@ fn bench_times_a_unet_load_with_and_without_a_lora() {
     let layers: usize =
         names[1].strip_prefix("UNet load + LoRA r16 (").and_then(|r| r.strip_suffix(" layers)")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{}", names[1]));
     // Each transformer block has 10: to_q/k/v/out of its self- and cross-attention, two feed-forward.
-    assert!(layers > 0 && layers % 10 == 0, "{layers} layers");
+    assert!(layers > 0 && layers.is_multiple_of(10), "{layers} layers");
     assert!(report.rows.iter().all(|r| r.times_ms.len() == 2 && r.median_ms() > 0.0));
 }

@@ -73,7 +73,7 @@ mod flags {
         ("noise", &["--seed", "--stream", "--count"], &[], 0),
         ("sizes", &["--model"], &[], 0),
         ("convert", &["--out", "--quant", "--text-encoder-quant", "--vae", "--taesd", "--name", "--configs", "--suggest-steps", "--suggest-guidance"], &["--q4-min"], 1),
-        ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps"], &[], 0),
+        ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps"], &["--ops"], 0),
         ("roundtrip", &["--image", "--size", "--device", "--seed", "--out"], &[], 1),
     ];
 
@@ -154,9 +154,10 @@ mod cli {
           [--suggest-steps N] [--suggest-guidance G]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards
   bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
-        [--warmup 1] [--only text,unet,vae,taesd,image,lora] [--steps N]
+        [--warmup 1] [--only text,unet,vae,taesd,image,lora] [--steps N] [--ops]
                                time each network of a full-size model (random weights) and print
-                               median ms and TFLOP/s (see docs/PERFORMANCE.md)
+                               median ms and TFLOP/s (see docs/PERFORMANCE.md); --ops: SD 1.5's
+                               hot ops (convs, projections, attention, GroupNorm) one by one
   roundtrip TAESD_DIR --image PHOTO.png [--size 256] [--device flex|wgpu] [--seed 0] [--out DIR]
                                encode → decode a photo with a TAESD-family autoencoder (diffusers
                                folder); print the PSNR, and that of random latents; write the
@@ -473,7 +474,8 @@ mod cli {
             size: num("--size", "512")?,
             runs: num("--runs", "5")?,
             warmup: num("--warmup", "1")?,
-            parts: Part::parse_list(opt(args, "--only", "text,unet,vae,taesd")).map_err(|e| e.to_string())?,
+            // `--ops`: SD 1.5's hot ops one by one (the baseline of our own kernels).
+            parts: Part::parse_list(if args.iter().any(|a| a == "--ops") { "ops" } else { opt(args, "--only", "text,unet,vae,taesd") }).map_err(|e| e.to_string())?,
             steps: if args.iter().any(|a| a == "--steps") { Some(num("--steps", "0")?) } else { None },
         };
         let (device, name) = match opt(args, "--device", "wgpu") {

@@ -92,6 +92,8 @@ pub enum Part {
     Image,
     /// Loading the UNet with and without a LoRA merged in (natively: it waits on the device).
     Lora,
+    /// SD 1.5's hot ops one by one at their real shapes (src/tools/ops.rs).
+    Ops,
 }
 
 impl Part {
@@ -105,7 +107,8 @@ impl Part {
                 "taesd" => Ok(Self::Taesd),
                 "image" => Ok(Self::Image),
                 "lora" => Ok(Self::Lora),
-                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora"))),
+                "ops" => Ok(Self::Ops),
+                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora, ops"))),
             })
             .collect()
     }
@@ -336,6 +339,16 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         push(Row { component: "TAESD decode".into(), dtype: FloatDType::F32, times_ms: times, tflop, finite }, &mut rows);
     }
 
+    if wants(Part::Ops) {
+        if !opts.size.is_multiple_of(64) {
+            return Err(Error::InvalidRequest(format!("the ops need a size that is a multiple of 64 (the UNet's deepest level is size/64), not {}", opts.size)));
+        }
+        for case in super::ops::sd15_cases(opts.size, dt, device) {
+            let (times, finite) = time(&case.name, device, w, r, &mut peak, || ready(Ok((case.run)()))).await?;
+            push(Row { component: case.name.clone(), dtype: dt, times_ms: times, tflop: case.tflop, finite }, &mut rows);
+        }
+    }
+
     if wants(Part::Lora) {
         for row in lora_rows(model, dt, device, w, r)? {
             push(row, &mut rows);
@@ -482,11 +495,12 @@ pub fn table(r: &Report) -> String {
         r.runs,
         r.warmup
     );
-    s += &format!("{:<34} {:>5} {:>12} {:>9} {:>9} {:>7}\n", "component", "dtype", "median ms", "TFLOP", "TFLOP/s", "finite");
+    let width = r.rows.iter().map(|row| row.component.chars().count()).max().unwrap_or(0).max(34);
+    s += &format!("{:<width$} {:>5} {:>12} {:>9} {:>9} {:>7}\n", "component", "dtype", "median ms", "TFLOP", "TFLOP/s", "finite");
     for row in &r.rows {
         let tflop = row.tflop.map_or("—".to_string(), |t| format!("{t:.4}"));
         let tflops = row.tflops().map_or("—".to_string(), |t| format!("{t:.4}"));
-        s += &format!("{:<34} {:>5} {:>12.1} {:>9} {:>9} {:>7}\n", row.component, dtype_name(row.dtype), row.median_ms(), tflop, tflops, if row.finite { "yes" } else { "NO" });
+        s += &format!("{:<width$} {:>5} {:>12.1} {:>9} {:>9} {:>7}\n", row.component, dtype_name(row.dtype), row.median_ms(), tflop, tflops, if row.finite { "yes" } else { "NO" });
     }
     s += &match r.peak_reserved_bytes {
         Some(b) => format!("peak memory reserved by the allocator: {:.1} MiB\n", b as f64 / (1 << 20) as f64),

@@ -81,3 +81,22 @@ fn bench_times_a_unet_load_with_and_without_a_lora() {
     assert!(layers > 0 && layers.is_multiple_of(10), "{layers} layers");
     assert!(report.rows.iter().all(|r| r.times_ms.len() == 2 && r.median_ms() > 0.0));
 }
+
+/// `--ops`: SD 1.5's hot ops one by one at an image size's real shapes, each with its work where it
+/// is arithmetic (convs, projections, attention) and a finite output; a size the UNet's deepest
+/// level cannot take is refused.
+#[test]
+fn bench_times_the_hot_ops_one_by_one() {
+    let opts = Options { size: 64, runs: 1, warmup: 0, parts: Part::parse_list("ops").unwrap(), ..Options::default() };
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
+    let count = |what: &str| report.rows.iter().filter(|r| r.component.contains(what)).count();
+    assert_eq!((count(": conv3x3"), count(": linear"), count(": attention"), count(": GroupNorm")), (7, 6, 4, 2), "{}", bench::table(&report));
+    for row in &report.rows {
+        assert!(row.finite && row.times_ms.len() == 1, "{}", row.component);
+        assert_eq!(row.tflop.is_some(), !row.component.contains("GroupNorm"), "{}", row.component);
+    }
+    // The level-0 conv at 64²: 2 · batch 2 · 320 · 320 · 9 · 8² multiply-adds.
+    assert!((report.rows[0].tflop.unwrap() - 2.0 * 2.0 * 320.0 * 320.0 * 9.0 * 64.0 / 1e12).abs() < 1e-15);
+    let refused = pollster::block_on(bench::run(&Options { size: 96, ..opts }, &Device::flex(), "flex (CPU)", |_| {})).err().expect("96 is refused");
+    assert!(refused.to_string().contains("multiple of 64"), "{refused}");
+}

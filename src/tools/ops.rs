@@ -1,0 +1,99 @@
+//! The hot ops of SD 1.5 at its real shapes, for `websd bench --ops` (and bench.html's "ops"
+//! part): the 3×3 convs of every UNet level and of the VAE decoder, the transformer blocks' linear
+//! projections, self-attention at each level's token count and cross-attention over the 77 text
+//! tokens, and GroupNorm + SiLU. Each is timed as the model runs it today (burn's stock ops, through
+//! the model's own helpers), the baseline that kernels of our own (issue #11) are measured against.
+
+use burn::nn::GroupNormConfig;
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Distribution, FloatDType};
+
+use crate::model::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
+use crate::model::resnet::group_norm_f32;
+
+/// One op at one shape: what it is, its work, and a call that queues it.
+pub struct OpCase {
+    pub name: String,
+    /// TFLOP of one call (2 per multiply-add), where the op is arithmetic-bound.
+    pub tflop: Option<f64>,
+    pub run: Box<dyn Fn() -> Tensor<4>>,
+}
+
+fn random<const D: usize>(shape: [usize; D], dtype: FloatDType, device: &Device) -> Tensor<D> {
+    Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
+}
+
+/// A 3×3 conv, padding 1, `channels` → `channels` on `[batch, channels, side, side]`.
+fn conv3x3(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
+    let x = random([batch, channels, side, side], dtype, device);
+    let w = random([channels, channels, 3, 3], dtype, device) * (1.0 / (9.0 * channels as f64).sqrt());
+    let b = random([channels], dtype, device);
+    let flop = 2.0 * (batch * channels * channels * 9 * side * side) as f64;
+    OpCase {
+        name: format!("{name}: conv3x3 {channels}ch {side}² ×{batch}"),
+        tflop: Some(flop / 1e12),
+        run: Box::new(move || conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1], [1, 1], [1, 1], 1))),
+    }
+}
+
+/// `[rows, k] × [k, n]`: a linear projection over every token of a batch.
+fn linear(name: &str, rows: usize, k: usize, n: usize, dtype: FloatDType, device: &Device) -> OpCase {
+    let x = random([rows, k], dtype, device);
+    let w = random([k, n], dtype, device) * (1.0 / (k as f64).sqrt());
+    OpCase {
+        name: format!("{name}: linear {rows}×{k}·{k}×{n}"),
+        tflop: Some(2.0 * (rows * k * n) as f64 / 1e12),
+        run: Box::new(move || x.clone().matmul(w.clone()).unsqueeze::<4>()),
+    }
+}
+
+/// softmax(q·kᵀ/√d)·v with `heads` heads of `dim` over `queries` × `keys` tokens, batch 2.
+fn attention(name: &str, heads: usize, dim: usize, queries: usize, keys: usize, dtype: FloatDType, device: &Device) -> OpCase {
+    let batch = 2;
+    let q = random([batch, heads, queries, dim], dtype, device);
+    let k = random([batch, heads, keys, dim], dtype, device);
+    let v = random([batch, heads, keys, dim], dtype, device);
+    let flop = 2.0 * 2.0 * (batch * heads * queries * keys * dim) as f64;
+    OpCase {
+        name: format!("{name}: attention {heads}×{dim} {queries}→{keys} tokens ×{batch}"),
+        tflop: Some(flop / 1e12),
+        run: Box::new(move || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET)),
+    }
+}
+
+fn group_norm_silu(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
+    let x = random([batch, channels, side, side], dtype, device);
+    let norm = GroupNormConfig::new(32, channels).init(device);
+    OpCase { name: format!("{name}: GroupNorm+SiLU {channels}ch {side}² ×{batch}"), tflop: None, run: Box::new(move || silu(group_norm_f32(&norm, x.clone()))) }
+}
+
+/// SD 1.5's hot ops for an image of `size`² (a multiple of 64): the UNet at batch 2 (CFG), the VAE
+/// decoder at batch 1. The VAE's last level (128 channels at the full image size) is left out: the
+/// pipeline decodes it in tiles.
+pub fn sd15_cases(size: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
+    let l = size / 8;
+    let mut cases = Vec::new();
+    for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4), (1280, l / 8)].into_iter().enumerate() {
+        cases.push(conv3x3(&format!("UNet level {level}"), 2, channels, side, dtype, device));
+    }
+    for (level, (channels, side)) in [(512, l), (512, 2 * l), (256, 4 * l)].into_iter().enumerate() {
+        cases.push(conv3x3(&format!("VAE decoder level {level}"), 1, channels, side, dtype, device));
+    }
+    // The transformer blocks: q/k/v/out are [tokens, c]·[c, c]; the GEGLU feed-forward [c, 8c] in.
+    for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {
+        let tokens = 2 * side * side;
+        cases.push(linear(&format!("UNet level {level} attention proj"), tokens, channels, channels, dtype, device));
+        cases.push(linear(&format!("UNet level {level} feed-forward in"), tokens, channels, 8 * channels, dtype, device));
+    }
+    // SD 1.5: 8 heads at every level, so the head size grows with the channels.
+    for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {
+        cases.push(attention(&format!("UNet level {level} self"), 8, channels / 8, side * side, side * side, dtype, device));
+    }
+    cases.push(attention("UNet level 0 cross", 8, 40, l * l, 77, dtype, device));
+    cases.push(group_norm_silu("UNet level 0", 2, 320, l, dtype, device));
+    cases.push(group_norm_silu("VAE decoder level 2", 1, 256, 4 * l, dtype, device));
+    cases
+}

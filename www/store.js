@@ -321,7 +321,6 @@ export async function importModel(convert, { onBegin = () => {} } = {}) {
       name = modelName;
       planned = bytes;
       const newId = importedId(name);
-      if (await getModel(newId)) throw new StoreError(`a model named ${name} is already stored: delete it first to import it again, or give the import another name`);
       if (navigator.storage?.estimate) {
         const { usage = 0, quota = 0 } = await navigator.storage.estimate();
         if (quota > 0 && usage + bytes > quota) throw new StoreError(await quotaMessage(newId, name, bytes, { usage, quota }));
@@ -333,7 +332,9 @@ export async function importModel(convert, { onBegin = () => {} } = {}) {
         });
       }
       await withLock(() => transact(['models'], 'readwrite', async (models) => {
-        if (await done(models.get(newId))) throw new StoreError(`a model named ${name} is already stored`);
+        if (await done(models.get(newId))) {
+          throw new StoreError(`a model named ${name} is already stored: delete it first to import it again, or give the import another name`);
+        }
         models.put({
           id: newId, name, manifestUrl: null, imported: true, manifest: { name, shards: [] }, totalBytes: bytes,
           complete: false, addedAt: Date.now(),

@@ -196,6 +196,15 @@ async fn folder_json(io: &mut impl ConvertIo, files: &[InputFile], folder: &Fold
     read_json(io, files, file).await
 }
 
+/// A diffusers folder's text_encoder, unet and vae configs, and its scheduler config.
+async fn folder_configs(io: &mut impl ConvertIo, files: &[InputFile], folder: &Folder) -> Result<(BTreeMap<String, Value>, Value)> {
+    let mut components = BTreeMap::new();
+    for c in ["text_encoder", "unet", "vae"] {
+        components.insert(c.to_string(), folder_json(io, files, folder, &format!("{c}/config.json")).await?);
+    }
+    Ok((components, folder_json(io, files, folder, "scheduler/scheduler_config.json").await?))
+}
+
 // ------------------------------------------------------------------ safetensors headers
 
 /// A safetensors file's tensor table (names, dtypes, shapes, byte ranges in the file); the tensors
@@ -611,11 +620,7 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
     let mut parts = Vec::new();
     let (mut components, scheduler, tokenizer, name) = match &source.model {
         ModelSource::Diffusers(folder) => {
-            let mut components = BTreeMap::new();
-            for c in ["text_encoder", "unet", "vae"] {
-                components.insert(c.to_string(), folder_json(io, files, folder, &format!("{c}/config.json")).await?);
-            }
-            let scheduler = folder_json(io, files, folder, "scheduler/scheduler_config.json").await?;
+            let (components, scheduler) = folder_configs(io, files, folder).await?;
             check_configs(&components, &scheduler)?;
             for c in ["text_encoder", "unet", "vae"] {
                 for file in folder.model_files(c)? {
@@ -643,11 +648,8 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
             }
             let configs = match configs {
                 Some(folder) => {
-                    let mut c = BTreeMap::new();
-                    for name in ["unet", "text_encoder", "vae"] {
-                        c.insert(name.to_string(), folder_json(io, files, folder, &format!("{name}/config.json")).await?);
-                    }
-                    Some((c, folder_json(io, files, folder, "scheduler/scheduler_config.json").await?, format!("configs from {}", folder.name)))
+                    let (components, scheduler) = folder_configs(io, files, folder).await?;
+                    Some((components, scheduler, format!("configs from {}", folder.name)))
                 }
                 None => None,
             };
@@ -732,6 +734,8 @@ pub fn size_table(c: &Converted) -> String {
 struct DiskIo {
     paths: Vec<PathBuf>,
     out: PathBuf,
+    /// The input file last read, kept open: a checkpoint is read a tensor at a time.
+    open: Option<(usize, std::fs::File)>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -739,7 +743,10 @@ impl ConvertIo for DiskIo {
     async fn read(&mut self, file: usize, start: u64, end: u64) -> Result<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
         let path = &self.paths[file];
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        if self.open.as_ref().is_none_or(|(i, _)| *i != file) {
+            self.open = Some((file, std::fs::File::open(path).map_err(|e| Error::io(path, e))?));
+        }
+        let f = &mut self.open.as_mut().expect("opened above").1;
         f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
         let mut bytes = vec![0; (end - start) as usize];
         f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
@@ -809,7 +816,7 @@ pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Converte
         None => None,
     };
     let source = Source { files, model, taesd };
-    let mut io = DiskIo { paths, out: out.to_path_buf() };
+    let mut io = DiskIo { paths, out: out.to_path_buf(), open: None };
     let converted = pollster::block_on(convert_source(&source, opts, &mut io))?;
     let path = out.join("manifest.json");
     std::fs::write(&path, converted.manifest.to_json()).map_err(|e| Error::io(&path, e))?;

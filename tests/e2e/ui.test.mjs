@@ -168,6 +168,10 @@ test('the inpainting mask paints with a finger on a touch screen, and the stroke
     await page.setInputFiles('#init-image-file', path.join(ROOT, 'www/models/taef2/astronaut.png'));
     await page.waitForSelector('#mask-tools:not([hidden])');
     assert.equal(await page.getAttribute('body', 'data-mask'), 'empty');
+    // The GPU status lines above the mask change height when the worker reports; wait for them, and
+    // turn off scroll anchoring, so that scrollY moves only if the page really scrolls.
+    await page.waitForSelector('body[data-gpu="ready"][data-probe="done"]');
+    await page.addStyleTag({ content: 'html, body { overflow-anchor: none; }' });
     await page.locator('#mask-canvas').scrollIntoViewIfNeeded();
     const box = await page.locator('#mask-canvas').boundingBox();
     const scrollBefore = await page.evaluate(() => window.scrollY);

@@ -8,6 +8,7 @@ pub mod config_json;
 pub mod error;
 pub mod gpu;
 pub mod image;
+pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod pipeline;

@@ -154,7 +154,7 @@ mod cli {
           [--suggest-steps N] [--suggest-guidance G]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards
   bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
-        [--warmup 1] [--only text,unet,vae,taesd,image,lora] [--steps N] [--ops]
+        [--warmup 1] [--only text,unet,vae,taesd,image,lora,unet-stock-conv] [--steps N] [--ops]
                                time each network of a full-size model (random weights) and print
                                median ms and TFLOP/s (see docs/PERFORMANCE.md); --ops: SD 1.5's
                                hot ops (convs, projections, attention, GroupNorm) one by one

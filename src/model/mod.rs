@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod clip;
 pub mod config;
+pub mod conv;
 pub mod embeddings;
 pub mod resnet;
 pub mod taesd;

@@ -3,6 +3,8 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
+
+use crate::model::conv;
 use burn::tensor::activation::silu;
 
 use crate::error::Result;
@@ -61,14 +63,14 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(group_norm_f32(&self.norm1, x.clone())));
+        let mut h = conv::forward(&self.conv1, silu(group_norm_f32(&self.norm1, x.clone())));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(temb.clone()));
             h = h + t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
         }
-        let h = self.conv2.forward(silu(group_norm_f32(&self.norm2, h)));
+        let h = conv::forward(&self.conv2, silu(group_norm_f32(&self.norm2, h)));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(c) => conv::forward(c, x),
             None => x,
         };
         let out = shortcut + h;
@@ -91,7 +93,7 @@ impl Downsample2D {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = if self.pad_right_bottom { x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0)) } else { x };
-        self.conv.forward(x)
+        conv::forward(&self.conv, x)
     }
 }
 
@@ -107,7 +109,7 @@ impl Upsample2D {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(upsample_nearest_2x(x))
+        conv::forward(&self.conv, upsample_nearest_2x(x))
     }
 
     /// Upsamples to `[h, w]` (2× or 2×−1 per side, when the matching down level had an odd size):
@@ -116,7 +118,7 @@ impl Upsample2D {
         let up = upsample_nearest_2x(x);
         let [b, c, uh, uw] = up.dims();
         let up = if (uh, uw) == (h, w) { up } else { up.slice([0..b, 0..c, 0..h, 0..w]) };
-        self.conv.forward(up)
+        conv::forward(&self.conv, up)
     }
 }
 

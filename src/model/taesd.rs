@@ -10,6 +10,8 @@ use std::path::Path;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+
+use crate::model::conv;
 use burn::tensor::activation::relu;
 use serde::Deserialize;
 
@@ -137,7 +139,7 @@ impl TinyBlock {
             Some(pool) => pool.forward(x),
             None => x,
         };
-        let h = self.conv4.forward(relu(self.conv2.forward(relu(self.conv0.forward(x.clone())))));
+        let h = conv::forward(&self.conv4, relu(conv::forward(&self.conv2, relu(conv::forward(&self.conv0, x.clone())))));
         let skip = match &self.skip {
             Some(s) => s.forward(x),
             None => x,
@@ -161,10 +163,10 @@ enum Layer {
 fn run(layers: &[Layer], mut x: Tensor<4>) -> Tensor<4> {
     for layer in layers {
         x = match layer {
-            Layer::Conv(c) => c.forward(x),
-            Layer::ConvRelu(c) => relu(c.forward(x)),
+            Layer::Conv(c) => conv::forward(c, x),
+            Layer::ConvRelu(c) => relu(conv::forward(c, x)),
             Layer::Block(b) => b.forward(x),
-            Layer::UpsampleConv(c) => c.forward(upsample_nearest_2x(x)),
+            Layer::UpsampleConv(c) => conv::forward(c, upsample_nearest_2x(x)),
         };
     }
     x

@@ -5,6 +5,8 @@ use std::path::Path;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+
+use crate::model::conv;
 use burn::tensor::activation::silu;
 
 use super::config::UNetConfig;
@@ -132,7 +134,7 @@ impl UNet2DConditionModel {
         let t = timestep_embedding(timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
         let temb = self.time_embedding.forward(t, guidance_embedding);
 
-        let mut x = self.conv_in.forward(sample);
+        let mut x = conv::forward(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
         for block in &self.down_blocks {
             let (out, block_skips) = block.forward(x, &temb, &context);
@@ -145,6 +147,6 @@ impl UNet2DConditionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &temb, &context);
         }
-        Ok(self.conv_out.forward(silu(group_norm_f32(&self.conv_norm_out, x))))
+        Ok(conv::forward(&self.conv_out, silu(group_norm_f32(&self.conv_norm_out, x))))
     }
 }

@@ -4,6 +4,8 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, Linear};
 use burn::prelude::*;
+
+use crate::model::conv;
 use burn::tensor::activation::gelu;
 
 use super::attention::{Attention, DEFAULT_SCORE_BUDGET};
@@ -137,14 +139,14 @@ impl Transformer2D {
         let to_map = |t: Tensor<3>| t.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
         let normed = group_norm_f32(&self.norm, x.clone());
         let mut seq = match &self.proj_in {
-            Projection::Conv(conv) => to_seq(conv.forward(normed)),
+            Projection::Conv(c) => to_seq(conv::forward(c, normed)),
             Projection::Linear(linear) => linear.forward(to_seq(normed)),
         };
         for block in &self.blocks {
             seq = block.forward(seq, context);
         }
         let out = match &self.proj_out {
-            Projection::Conv(conv) => conv.forward(to_map(seq)),
+            Projection::Conv(c) => conv::forward(c, to_map(seq)),
             Projection::Linear(linear) => to_map(linear.forward(seq)),
         };
         out + x

@@ -12,6 +12,8 @@ use std::path::Path;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+
+use crate::model::conv;
 use burn::tensor::activation::silu;
 
 use super::attention::Attention;
@@ -191,7 +193,7 @@ impl AutoencoderKL {
 
     fn encode_one(&self, image: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let e = &self.encoder;
-        let mut x = e.conv_in.forward(image);
+        let mut x = conv::forward(&e.conv_in, image);
         for block in &e.down_blocks {
             for r in &block.resnets {
                 x = r.forward(x, None);
@@ -201,7 +203,7 @@ impl AutoencoderKL {
             }
         }
         x = e.mid_block.forward(x);
-        x = e.conv_out.forward(silu(group_norm_f32(&e.conv_norm_out, x)));
+        x = conv::forward(&e.conv_out, silu(group_norm_f32(&e.conv_norm_out, x)));
         if let Some(q) = &self.quant_conv {
             x = q.forward(x);
         }
@@ -227,7 +229,7 @@ impl AutoencoderKL {
             Some(p) => p.forward(latents),
             None => latents,
         };
-        x = d.mid_block.forward(d.conv_in.forward(x));
+        x = d.mid_block.forward(conv::forward(&d.conv_in, x));
         for block in &d.up_blocks {
             for r in &block.resnets {
                 x = r.forward(x, None);
@@ -236,7 +238,7 @@ impl AutoencoderKL {
                 x = u.forward(x);
             }
         }
-        d.conv_out.forward(silu(group_norm_f32(&d.conv_norm_out, x)))
+        conv::forward(&d.conv_out, silu(group_norm_f32(&d.conv_norm_out, x)))
     }
 
     /// Bytes of the decoder's largest activation for one [1, C, h, w] latent (see

@@ -94,6 +94,9 @@ pub enum Part {
     Lora,
     /// SD 1.5's hot ops one by one at their real shapes (src/tools/ops.rs).
     Ops,
+    /// The batch-2 UNet step again with burn's stock conv in every layer (our 3×3 conv kernel
+    /// off, model/conv.rs): the side-by-side of the two.
+    UnetStockConv,
 }
 
 impl Part {
@@ -108,7 +111,8 @@ impl Part {
                 "image" => Ok(Self::Image),
                 "lora" => Ok(Self::Lora),
                 "ops" => Ok(Self::Ops),
-                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora, ops"))),
+                "unet-stock-conv" => Ok(Self::UnetStockConv),
+                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora, ops, unet-stock-conv"))),
             })
             .collect()
     }
@@ -303,12 +307,24 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         push(Row { component: "text encoder".into(), dtype: dt, times_ms: times, tflop: Some(text_tflop(&model.text)), finite }, &mut rows);
     }
 
-    let unet = if wants(Part::Unet) || needs_all {
+    let unet = if wants(Part::Unet) || wants(Part::UnetStockConv) || needs_all {
         let mut src = RandomSource::new();
         Some(UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
     } else {
         None
     };
+    // Before the model's own rows, so a run of both does not always time the stock conv last.
+    if let (true, Some(unet)) = (wants(Part::UnetStockConv), &unet) {
+        let context = Tensor::<3>::random([2, 77, model.text.hidden_size], Distribution::Normal(0.0, 1.0), device).cast(dt);
+        let sample = Tensor::<4>::random([2, 4, latent, latent], Distribution::Normal(0.0, 1.0), device).cast(dt);
+        let t = Tensor::<1>::full([2], 500.0, device);
+        let name = "UNet step, batch 2 (CFG), burn's stock conv";
+        crate::model::conv::set_own_conv(false);
+        let timed = time(name, device, w, r, &mut peak, || ready(unet.forward(sample.clone(), t.clone(), context.clone(), None))).await;
+        crate::model::conv::set_own_conv(true);
+        let (times, finite) = timed?;
+        push(Row { component: name.into(), dtype: dt, times_ms: times, tflop: model.unet_tflop(opts.size).map(|t| 2.0 * t), finite }, &mut rows);
+    }
     if let (true, Some(unet)) = (wants(Part::Unet), &unet) {
         // Random conditioning, so the UNet rows run without the text encoder.
         let context = Tensor::<3>::random([1, 77, model.text.hidden_size], Distribution::Normal(0.0, 1.0), device).cast(dt);

@@ -11,7 +11,9 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, FloatDType};
 
+use crate::kernels;
 use crate::model::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
+use crate::model::conv::conv3x3_as_matmuls;
 use crate::model::resnet::group_norm_f32;
 
 /// One op at one shape: what it is, its work, and a call that queues it.
@@ -37,6 +39,41 @@ fn conv3x3(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatD
         tflop: Some(flop / 1e12),
         run: Box::new(move || conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1], [1, 1], [1, 1], 1))),
     }
+}
+
+/// The same conv as [`conv3x3`] another way: nine matmuls (the route before our kernel) or our
+/// implicit-GEMM kernel; the side-by-side rows.
+fn conv3x3_by(route: ConvRoute, name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
+    let mut case = conv3x3(name, batch, channels, side, dtype, device);
+    let x = random([batch, channels, side, side], dtype, device);
+    let w = random([channels, channels, 3, 3], dtype, device) * (1.0 / (9.0 * channels as f64).sqrt());
+    let b = random([channels], dtype, device);
+    match route {
+        ConvRoute::NineMatmuls => {
+            case.name = format!("{} as 9 matmuls", case.name);
+            case.run = Box::new(move || conv3x3_as_matmuls(x.clone(), w.clone(), Some(b.clone())));
+        }
+        ConvRoute::Ours => {
+            case.name = format!("{} ours", case.name);
+            case.run = Box::new(move || kernels::conv3x3(x.clone(), w.clone(), Some(b.clone())));
+        }
+    }
+    case
+}
+
+#[derive(Clone, Copy)]
+enum ConvRoute {
+    NineMatmuls,
+    Ours,
+}
+
+/// burn's 3×3 conv, then the other routes: ours only where the device runs our kernels.
+fn conv3x3_rows(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
+    let mut rows = vec![conv3x3(name, batch, channels, side, dtype, device), conv3x3_by(ConvRoute::NineMatmuls, name, batch, channels, side, dtype, device)];
+    if kernels::runs_kernels(device) {
+        rows.push(conv3x3_by(ConvRoute::Ours, name, batch, channels, side, dtype, device));
+    }
+    rows
 }
 
 /// `[rows, k] × [k, n]`: a linear projection over every token of a batch.
@@ -77,10 +114,10 @@ pub fn sd15_cases(size: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase
     let l = size / 8;
     let mut cases = Vec::new();
     for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4), (1280, l / 8)].into_iter().enumerate() {
-        cases.push(conv3x3(&format!("UNet level {level}"), 2, channels, side, dtype, device));
+        cases.extend(conv3x3_rows(&format!("UNet level {level}"), 2, channels, side, dtype, device));
     }
     for (level, (channels, side)) in [(512, l), (512, 2 * l), (256, 4 * l)].into_iter().enumerate() {
-        cases.push(conv3x3(&format!("VAE decoder level {level}"), 1, channels, side, dtype, device));
+        cases.extend(conv3x3_rows(&format!("VAE decoder level {level}"), 1, channels, side, dtype, device));
     }
     // The transformer blocks: q/k/v/out are [tokens, c]·[c, c]; the GEGLU feed-forward [c, 8c] in.
     for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {

@@ -90,7 +90,7 @@ fn bench_times_the_hot_ops_one_by_one() {
     let opts = Options { size: 64, runs: 1, warmup: 0, parts: Part::parse_list("ops").unwrap(), ..Options::default() };
     let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
     let count = |what: &str| report.rows.iter().filter(|r| r.component.contains(what)).count();
-    assert_eq!((count(": conv3x3"), count(": linear"), count(": attention"), count(": GroupNorm")), (7, 6, 4, 2), "{}", bench::table(&report));
+    assert_eq!((count(": conv3x3"), count("as 9 matmuls"), count(": linear"), count(": attention"), count(": GroupNorm")), (14, 7, 6, 4, 2), "{}", bench::table(&report));
     for row in &report.rows {
         assert!(row.finite && row.times_ms.len() == 1, "{}", row.component);
         assert_eq!(row.tflop.is_some(), !row.component.contains("GroupNorm"), "{}", row.component);
@@ -99,4 +99,80 @@ fn bench_times_the_hot_ops_one_by_one() {
     assert!((report.rows[0].tflop.unwrap() - 2.0 * 2.0 * 320.0 * 320.0 * 9.0 * 64.0 / 1e12).abs() < 1e-15);
     let refused = pollster::block_on(bench::run(&Options { size: 96, ..opts }, &Device::flex(), "flex (CPU)", |_| {})).err().expect("96 is refused");
     assert!(refused.to_string().contains("multiple of 64"), "{refused}");
+}
+
+/// The 3×3 conv as nine shifted matmuls equals burn's conv2d, on the CPU and on wgpu, at awkward
+/// shapes: odd channel counts, in ≠ out channels, a non-square image, batch 1 and 2, with and
+/// without a bias.
+#[test]
+fn a_conv3x3_as_nine_matmuls_equals_conv2d() {
+    use burn::tensor::Distribution;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use websd::model::conv::conv3x3_as_matmuls;
+    for device in [Device::flex(), crate::common::wgpu_device()] {
+        for (batch, cin, cout, h, w, bias) in [(1, 3, 5, 7, 9, true), (2, 17, 33, 6, 5, false), (2, 40, 24, 1, 1, true)] {
+            let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let k = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+            let b = bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device));
+            let expected = crate::common::values(conv2d(x.clone(), k.clone(), b.clone(), ConvOptions::new([1, 1], [1, 1], [1, 1], 1)));
+            let out = conv3x3_as_matmuls(x, k, b);
+            assert_eq!(out.dims(), [batch, cout, h, w]);
+            let err = crate::common::rel_err(&crate::common::values(out), &expected);
+            assert!(err < 1e-5, "{batch}×{cin}→{cout} {h}×{w} bias {bias}: relative error {err}");
+        }
+    }
+}
+
+/// Our implicit-GEMM 3×3 conv kernel equals burn's conv2d on wgpu (lavapipe here), in f32 (≤ 1e-5
+/// relative) and f16 (≤ 2e-3), at awkward shapes: channel counts that fill no tile, in ≠ out
+/// channels, non-square images smaller and larger than a tile, batch 1 and 2, with and without a
+/// bias, and a size at SD's scale (320 channels, several tiles each way).
+#[test]
+fn our_conv3x3_kernel_equals_conv2d() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Distribution, FloatDType};
+    let device = crate::common::wgpu_device();
+    // Edges in every dimension, and all four tilings (Tiling::for_shape: ≥ 256 output channels,
+    // ≥ 2048 pixels).
+    let cases = [
+        (1, 3, 5, 7, 9, true),
+        (2, 17, 33, 6, 5, false),
+        (2, 40, 24, 1, 1, true),
+        (1, 4, 70, 13, 11, true),
+        (2, 320, 320, 16, 16, true),
+        (1, 67, 129, 9, 30, false),
+        (1, 8, 260, 48, 48, true),
+        (1, 5, 20, 50, 45, false),
+    ];
+    for (dtype, tolerance) in [(FloatDType::F32, 1e-5), (FloatDType::F16, 2e-3)] {
+        for (batch, cin, cout, h, w, bias) in cases {
+            let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Normal(0.0, 1.0), &device).cast(dtype);
+            let k = (Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 1.0), &device) / (9.0 * cin as f64).sqrt()).cast(dtype);
+            let b = bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device).cast(dtype));
+            // The reference in f32 from the same (rounded) operands.
+            let up = |t: &Tensor<4>| t.clone().cast(FloatDType::F32);
+            let expected = crate::common::values(conv2d(up(&x), up(&k), b.clone().map(|b| b.cast(FloatDType::F32)), ConvOptions::new([1, 1], [1, 1], [1, 1], 1)));
+            let out = websd::kernels::conv3x3(x, k, b);
+            assert_eq!(out.dims(), [batch, cout, h, w]);
+            assert_eq!(out.dtype(), dtype.into());
+            let err = crate::common::rel_err(&crate::common::values(out), &expected);
+            println!("{dtype:?} {batch}×{cin}→{cout} {h}×{w} bias {bias}: relative error {err:.2e}");
+            assert!(err < tolerance, "{dtype:?} {batch}×{cin}→{cout} {h}×{w} bias {bias}: relative error {err}");
+        }
+    }
+}
+
+/// `--only unet-stock-conv` times the batch-2 UNet step with burn's conv in every layer, before
+/// the model's own rows, and leaves the model's conv route on afterwards.
+#[test]
+fn bench_times_the_unet_with_the_stock_conv_beside_its_own() {
+    let opts = Options { size: 16, runs: 1, warmup: 0, parts: Part::parse_list("unet,unet-stock-conv").unwrap(), ..Options::default() };
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(names, ["UNet step, batch 2 (CFG), burn's stock conv", "UNet step, batch 2 (CFG)", "UNet step, batch 1"]);
+    assert!(report.rows.iter().all(|r| r.finite && r.tflop.is_some()));
+    assert_eq!(report.rows[0].tflop, report.rows[1].tflop, "the same work both ways");
+    assert!(websd::model::conv::own_conv(), "the model's route is back on after the stock row");
 }

@@ -13,6 +13,12 @@ use burn::tensor::ops::PadMode;
 
 use crate::kernels;
 
+/// Below this many output pixels (batch × height × width) burn's conv is faster than ours: at
+/// 2² × batch 2 (8 pixels, 1280 channels) ours took 4.5× as long on lavapipe, at 4² × 2 (32) they
+/// were even, from 8² × 2 (128) up ours was 2–3.4× faster (docs/PERFORMANCE.md). Our tiles are 64
+/// pixels wide and such deep, small convs leave most of them empty.
+const MIN_PIXELS_FOR_OWN_CONV: usize = 32;
+
 static OWN_CONV: AtomicBool = AtomicBool::new(true);
 
 /// Turns our 3×3 conv kernel off (`false`: burn's conv everywhere) or back on, for the whole
@@ -31,7 +37,13 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     // With a 3×3 kernel and stride 1, `Same` is one pixel on every side.
     let padded_by_one = matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1) | PaddingConfig2d::Same);
     let plain_3x3 = conv.kernel_size == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1 && padded_by_one;
-    if plain_3x3 && own_conv() && kernels::runs_kernels(&x.device()) { kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val())) } else { conv.forward(x) }
+    let [batch, _, height, width] = x.dims();
+    let big_enough = batch * height * width >= MIN_PIXELS_FOR_OWN_CONV;
+    if plain_3x3 && big_enough && own_conv() && kernels::runs_kernels(&x.device()) {
+        kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))
+    } else {
+        conv.forward(x)
+    }
 }
 
 /// A 3×3 conv (padding 1, stride 1) as nine matmuls: `w[:, :, dy, dx] · x` shifted by `(dy, dx)`,

@@ -1,7 +1,8 @@
 //! The model's convolutions. On the GPU a 3×3 conv (stride 1, padding 1) runs as our own
 //! implicit-GEMM kernel (`kernels::conv3x3`): burn's conv on WGSL (the only conv it has without
 //! cooperative-matrix instructions) is a direct kernel that stages nothing in workgroup memory.
-//! On the CPU (flex) burn's conv stays. `websd bench --ops` times the three side by side: burn's
+//! On the CPU (flex), and in the browser until a browser test covers our kernel
+//! (`kernels::runs_kernels`), burn's conv stays. `websd bench --ops` times the three side by side: burn's
 //! conv, nine matmuls (the route before ours) and our kernel (docs/PERFORMANCE.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,11 +5,10 @@ use std::path::Path;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-
-use crate::model::conv;
 use burn::tensor::activation::silu;
 
 use super::config::UNetConfig;
+use super::conv;
 use super::embeddings::{TimestepEmbedding, timestep_embedding};
 use super::resnet::group_norm_f32;
 use super::unet_blocks::{BlockSpec, DownBlock, MidBlock, TransformerSpec, UpBlock};

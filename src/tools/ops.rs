@@ -28,50 +28,22 @@ fn random<const D: usize>(shape: [usize; D], dtype: FloatDType, device: &Device)
     Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
 }
 
-/// A 3×3 conv, padding 1, `channels` → `channels` on `[batch, channels, side, side]`.
-fn conv3x3(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
+/// A 3×3 conv, padding 1, `channels` → `channels` on `[batch, channels, side, side]`, on the
+/// same operands by each route: burn's conv, nine matmuls (the route before our kernel) and, where
+/// the device runs our kernels, our implicit-GEMM kernel. The side-by-side rows.
+fn conv3x3_rows(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
     let x = random([batch, channels, side, side], dtype, device);
     let w = random([channels, channels, 3, 3], dtype, device) * (1.0 / (9.0 * channels as f64).sqrt());
     let b = random([channels], dtype, device);
     let flop = 2.0 * (batch * channels * channels * 9 * side * side) as f64;
-    OpCase {
-        name: format!("{name}: conv3x3 {channels}ch {side}² ×{batch}"),
-        tflop: Some(flop / 1e12),
-        run: Box::new(move || conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1], [1, 1], [1, 1], 1))),
-    }
-}
-
-/// The same conv as [`conv3x3`] another way: nine matmuls (the route before our kernel) or our
-/// implicit-GEMM kernel; the side-by-side rows.
-fn conv3x3_by(route: ConvRoute, name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
-    let mut case = conv3x3(name, batch, channels, side, dtype, device);
-    let x = random([batch, channels, side, side], dtype, device);
-    let w = random([channels, channels, 3, 3], dtype, device) * (1.0 / (9.0 * channels as f64).sqrt());
-    let b = random([channels], dtype, device);
-    match route {
-        ConvRoute::NineMatmuls => {
-            case.name = format!("{} as 9 matmuls", case.name);
-            case.run = Box::new(move || conv3x3_as_matmuls(x.clone(), w.clone(), Some(b.clone())));
-        }
-        ConvRoute::Ours => {
-            case.name = format!("{} ours", case.name);
-            case.run = Box::new(move || kernels::conv3x3(x.clone(), w.clone(), Some(b.clone())));
-        }
-    }
-    case
-}
-
-#[derive(Clone, Copy)]
-enum ConvRoute {
-    NineMatmuls,
-    Ours,
-}
-
-/// burn's 3×3 conv, then the other routes: ours only where the device runs our kernels.
-fn conv3x3_rows(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
-    let mut rows = vec![conv3x3(name, batch, channels, side, dtype, device), conv3x3_by(ConvRoute::NineMatmuls, name, batch, channels, side, dtype, device)];
+    let name = format!("{name}: conv3x3 {channels}ch {side}² ×{batch}");
+    let case = |suffix: &str, run: fn(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>| {
+        let (x, w, b) = (x.clone(), w.clone(), b.clone());
+        OpCase { name: format!("{name}{suffix}"), tflop: Some(flop / 1e12), run: Box::new(move || run(x.clone(), w.clone(), b.clone())) }
+    };
+    let mut rows = vec![case("", |x, w, b| conv2d(x, w, Some(b), ConvOptions::new([1, 1], [1, 1], [1, 1], 1))), case(" as 9 matmuls", |x, w, b| conv3x3_as_matmuls(x, w, Some(b)))];
     if kernels::runs_kernels(device) {
-        rows.push(conv3x3_by(ConvRoute::Ours, name, batch, channels, side, dtype, device));
+        rows.push(case(" ours", |x, w, b| kernels::conv3x3(x, w, Some(b))));
     }
     rows
 }

@@ -64,8 +64,9 @@ impl Error {
     /// A failed GPU → CPU read (burn's execution error), as the error it implies.
     pub fn readback(what: &str, error: impl std::fmt::Debug) -> Self {
         let detail = format!("{error:?}");
-        // The innermost cause is the last line that is not about backtraces.
-        let cause = detail.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace")).unwrap_or("");
+        // The innermost cause is the last line that is not about backtraces (nor "Asked at:",
+        // which heads one).
+        let cause = detail.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.to_lowercase().contains("backtrace") && *l != "Asked at:").unwrap_or("");
         Error::GpuLost(format!("reading {what} back failed: {cause}"))
     }
 

@@ -73,7 +73,7 @@ mod flags {
         ("noise", &["--seed", "--stream", "--count"], &[], 0),
         ("sizes", &["--model"], &[], 0),
         ("convert", &["--out", "--quant", "--text-encoder-quant", "--vae", "--taesd", "--name", "--configs", "--suggest-steps", "--suggest-guidance"], &["--q4-min"], 1),
-        ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps"], &["--ops"], 0),
+        ("bench", &["--model", "--device", "--dtype", "--size", "--runs", "--warmup", "--only", "--steps", "--match"], &["--ops"], 0),
         ("roundtrip", &["--image", "--size", "--device", "--seed", "--out"], &[], 1),
     ];
 
@@ -154,10 +154,11 @@ mod cli {
           [--suggest-steps N] [--suggest-guidance G]
                                a diffusers folder or LDM .safetensors file → manifest.json + shards
   bench [--model sd15|sd21|sd-turbo] [--device wgpu|flex] [--dtype f32|f16] [--size 512] [--runs 5]
-        [--warmup 1] [--only text,unet,vae,taesd,image,lora,unet-stock-conv] [--steps N] [--ops]
+        [--warmup 1] [--only text,unet,vae,taesd,image,lora,unet-stock] [--steps N] [--ops [--match TEXT]]
                                time each network of a full-size model (random weights) and print
                                median ms and TFLOP/s (see docs/PERFORMANCE.md); --ops: SD 1.5's
-                               hot ops (convs, projections, attention, GroupNorm) one by one
+                               hot ops (convs, projections, attention, GroupNorm) one by one,
+                               --match: only the rows whose name contains TEXT
   roundtrip TAESD_DIR --image PHOTO.png [--size 256] [--device flex|wgpu] [--seed 0] [--out DIR]
                                encode → decode a photo with a TAESD-family autoencoder (diffusers
                                folder); print the PSNR, and that of random latents; write the
@@ -477,6 +478,7 @@ mod cli {
             // `--ops`: SD 1.5's hot ops one by one (the baseline of our own kernels).
             parts: Part::parse_list(if args.iter().any(|a| a == "--ops") { "ops" } else { opt(args, "--only", "text,unet,vae,taesd") }).map_err(|e| e.to_string())?,
             steps: if args.iter().any(|a| a == "--steps") { Some(num("--steps", "0")?) } else { None },
+            ops_matching: args.iter().any(|a| a == "--match").then(|| opt(args, "--match", "").to_string()),
         };
         let (device, name) = match opt(args, "--device", "wgpu") {
             "flex" => (Device::flex(), "flex (CPU)".to_string()),

@@ -30,8 +30,14 @@ impl Tiling {
     /// 128 × 128 tile: (128 + 128) × 16 f32 = 16 KiB of workgroup memory, WebGPU's default
     /// `maxComputeWorkgroupStorageSize`. Smaller tiles where the output has too few channels or
     /// pixels to fill them, so the workgroups stay many.
+    ///
+    /// In the browser the pixel side stays 64 wide: with 128-wide pixel tiles Chromium's
+    /// SwiftShader spent minutes on a 1×5→20-channel 50×45 conv and then lost the device (the
+    /// same kernel runs correctly on lavapipe). Not yet known whether GPUs' WebGPU drivers are
+    /// affected, so the browser does without the wider tile until that is found out.
     pub fn for_shape(out_channels: usize, pixels: usize) -> Self {
-        Tiling { row_vecs: if out_channels >= 256 { 2 } else { 1 }, col_vecs: if pixels >= 2048 { 2 } else { 1 } }
+        let wide_pixels = pixels >= 2048 && cfg!(not(target_arch = "wasm32"));
+        Tiling { row_vecs: if out_channels >= 256 { 2 } else { 1 }, col_vecs: if wide_pixels { 2 } else { 1 } }
     }
 
     /// Whether the loaders' index arithmetic holds: every invocation loads whole vectors of

@@ -1,11 +1,8 @@
 //! The model's convolutions. On the GPU a 3×3 conv (stride 1, padding 1) runs as our own
 //! implicit-GEMM kernel (`kernels::conv3x3`): burn's conv on WGSL (the only conv it has without
 //! cooperative-matrix instructions) is a direct kernel that stages nothing in workgroup memory.
-//! On the CPU (flex), and in the browser until a browser test covers our kernel
-//! (`kernels::runs_kernels`), burn's conv stays. `websd bench --ops` times the three side by side: burn's
+//! On the CPU (flex) burn's conv stays (`kernels::use_own`). `websd bench --ops` times the three side by side: burn's
 //! conv, nine matmuls (the route before ours) and our kernel (docs/PERFORMANCE.md).
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -20,19 +17,6 @@ use crate::kernels;
 /// pixels wide and such deep, small convs leave most of them empty.
 const MIN_PIXELS_FOR_OWN_CONV: usize = 32;
 
-static OWN_CONV: AtomicBool = AtomicBool::new(true);
-
-/// Turns our 3×3 conv kernel off (`false`: burn's conv everywhere) or back on, for the whole
-/// process: `websd bench` times the UNet both ways side by side.
-pub fn set_own_conv(on: bool) {
-    OWN_CONV.store(on, Ordering::Relaxed);
-}
-
-/// Whether 3×3 convs run our kernel on the GPU (on unless [`set_own_conv`] turned it off).
-pub fn own_conv() -> bool {
-    OWN_CONV.load(Ordering::Relaxed)
-}
-
 /// `conv.forward(x)`, through our kernel where it applies.
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     // With a 3×3 kernel and stride 1, `Same` is one pixel on every side.
@@ -40,11 +24,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let plain_3x3 = conv.kernel_size == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1 && padded_by_one;
     let [batch, _, height, width] = x.dims();
     let big_enough = batch * height * width >= MIN_PIXELS_FOR_OWN_CONV;
-    if plain_3x3 && big_enough && own_conv() && kernels::runs_kernels(&x.device()) {
-        kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))
-    } else {
-        conv.forward(x)
-    }
+    if plain_3x3 && big_enough && kernels::use_own(&x.device()) { kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val())) } else { conv.forward(x) }
 }
 
 /// A 3×3 conv (padding 1, stride 1) as nine matmuls: `w[:, :, dy, dx] · x` shifted by `(dy, dx)`,

@@ -4,14 +4,38 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
 
-use crate::model::conv;
 use burn::tensor::activation::silu;
+
+use crate::kernels;
+use crate::model::conv;
 
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
 /// GroupNorm computed in f32 whatever the model dtype (f16 sums of squares overflow).
 pub fn group_norm_f32(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    group_norm(norm, x, false)
+}
+
+/// `silu(group_norm_f32(norm, x))`, as one kernel of ours on the GPU.
+pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    group_norm(norm, x, true)
+}
+
+/// On the GPU our kernel (`kernels::group_norm`: statistics in f32, one pass to normalise, scale
+/// and activate); on the CPU burn's GroupNorm ([`group_norm_burn`]).
+fn group_norm(norm: &GroupNorm, x: Tensor<4>, with_silu: bool) -> Tensor<4> {
+    if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, kernels::use_own(&x.device())) {
+        let dtype: burn::tensor::FloatDType = x.dtype().into();
+        return kernels::group_norm(x, gamma.val().cast(dtype), beta.val().cast(dtype), norm.num_groups, norm.epsilon, with_silu);
+    }
+    let y = group_norm_burn(norm, x);
+    if with_silu { silu(y) } else { y }
+}
+
+/// burn's GroupNorm, widened to f32 for an f16 model: the route on the CPU, and the stock op
+/// that `websd bench --ops` times ours against.
+pub fn group_norm_burn(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     let dtype = x.dtype();
     if dtype == burn::tensor::DType::F32 {
         norm.forward(x)
@@ -63,12 +87,12 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = conv::forward(&self.conv1, silu(group_norm_f32(&self.norm1, x.clone())));
+        let mut h = conv::forward(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(temb.clone()));
             h = h + t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
         }
-        let h = conv::forward(&self.conv2, silu(group_norm_f32(&self.norm2, h)));
+        let h = conv::forward(&self.conv2, group_norm_silu(&self.norm2, h));
         let shortcut = match &self.conv_shortcut {
             Some(c) => conv::forward(c, x),
             None => x,

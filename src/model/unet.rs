@@ -5,12 +5,11 @@ use std::path::Path;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::config::UNetConfig;
 use super::conv;
 use super::embeddings::{TimestepEmbedding, timestep_embedding};
-use super::resnet::group_norm_f32;
+use super::resnet::group_norm_silu;
 use super::unet_blocks::{BlockSpec, DownBlock, MidBlock, TransformerSpec, UpBlock};
 use crate::error::{Error, Result};
 use crate::weights::WeightLoader;
@@ -146,6 +145,6 @@ impl UNet2DConditionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &temb, &context);
         }
-        Ok(conv::forward(&self.conv_out, silu(group_norm_f32(&self.conv_norm_out, x))))
+        Ok(conv::forward(&self.conv_out, group_norm_silu(&self.conv_norm_out, x)))
     }
 }

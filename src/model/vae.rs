@@ -14,11 +14,10 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
 use crate::model::conv;
-use burn::tensor::activation::silu;
 
 use super::attention::Attention;
 use super::config::VaeConfig;
-use super::resnet::{Downsample2D, ResnetBlock2D, ResnetSpec, Upsample2D, group_norm_f32};
+use super::resnet::{Downsample2D, ResnetBlock2D, ResnetSpec, Upsample2D, group_norm_f32, group_norm_silu};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -203,7 +202,7 @@ impl AutoencoderKL {
             }
         }
         x = e.mid_block.forward(x);
-        x = conv::forward(&e.conv_out, silu(group_norm_f32(&e.conv_norm_out, x)));
+        x = conv::forward(&e.conv_out, group_norm_silu(&e.conv_norm_out, x));
         if let Some(q) = &self.quant_conv {
             x = q.forward(x);
         }
@@ -238,7 +237,7 @@ impl AutoencoderKL {
                 x = u.forward(x);
             }
         }
-        conv::forward(&d.conv_out, silu(group_norm_f32(&d.conv_norm_out, x)))
+        conv::forward(&d.conv_out, group_norm_silu(&d.conv_norm_out, x))
     }
 
     /// Bytes of the decoder's largest activation for one [1, C, h, w] latent (see

@@ -94,9 +94,9 @@ pub enum Part {
     Lora,
     /// SD 1.5's hot ops one by one at their real shapes (src/tools/ops.rs).
     Ops,
-    /// The batch-2 UNet step again with burn's stock conv in every layer (our 3×3 conv kernel
-    /// off, model/conv.rs): the side-by-side of the two.
-    UnetStockConv,
+    /// The batch-2 UNet step again with burn's stock ops in every layer (our kernels off,
+    /// `kernels::set_own_kernels`): the side-by-side of the two.
+    UnetStock,
 }
 
 impl Part {
@@ -111,8 +111,8 @@ impl Part {
                 "image" => Ok(Self::Image),
                 "lora" => Ok(Self::Lora),
                 "ops" => Ok(Self::Ops),
-                "unet-stock-conv" => Ok(Self::UnetStockConv),
-                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora, ops, unet-stock-conv"))),
+                "unet-stock" => Ok(Self::UnetStock),
+                other => Err(Error::InvalidRequest(format!("unknown bench part {other:?}: text, unet, vae, taesd, image, lora, ops, unet-stock"))),
             })
             .collect()
     }
@@ -128,6 +128,8 @@ pub struct Options {
     pub parts: Vec<Part>,
     /// Steps of the full image row (default: the model's usual count).
     pub steps: Option<usize>,
+    /// Only the ops rows whose name contains this text (`--match`).
+    pub ops_matching: Option<String>,
 }
 
 impl Default for Options {
@@ -140,6 +142,7 @@ impl Default for Options {
             warmup: 1,
             parts: vec![Part::Text, Part::Unet, Part::Vae, Part::Taesd],
             steps: None,
+            ops_matching: None,
         }
     }
 }
@@ -307,21 +310,21 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         push(Row { component: "text encoder".into(), dtype: dt, times_ms: times, tflop: Some(text_tflop(&model.text)), finite }, &mut rows);
     }
 
-    let unet = if wants(Part::Unet) || wants(Part::UnetStockConv) || needs_all {
+    let unet = if wants(Part::Unet) || wants(Part::UnetStock) || needs_all {
         let mut src = RandomSource::new();
         Some(UNet2DConditionModel::load(&model.unet, &mut WeightLoader::new(&mut src, device).with_dtype(dt))?)
     } else {
         None
     };
-    // Before the model's own rows, so a run of both does not always time the stock conv last.
-    if let (true, Some(unet)) = (wants(Part::UnetStockConv), &unet) {
+    // Before the model's own rows, so a run of both does not always time the stock ops last.
+    if let (true, Some(unet)) = (wants(Part::UnetStock), &unet) {
         let context = Tensor::<3>::random([2, 77, model.text.hidden_size], Distribution::Normal(0.0, 1.0), device).cast(dt);
         let sample = Tensor::<4>::random([2, 4, latent, latent], Distribution::Normal(0.0, 1.0), device).cast(dt);
         let t = Tensor::<1>::full([2], 500.0, device);
-        let name = "UNet step, batch 2 (CFG), burn's stock conv";
-        crate::model::conv::set_own_conv(false);
+        let name = "UNet step, batch 2 (CFG), burn's stock ops";
+        crate::kernels::set_own_kernels(false);
         let timed = time(name, device, w, r, &mut peak, || ready(unet.forward(sample.clone(), t.clone(), context.clone(), None))).await;
-        crate::model::conv::set_own_conv(true);
+        crate::kernels::set_own_kernels(true);
         let (times, finite) = timed?;
         push(Row { component: name.into(), dtype: dt, times_ms: times, tflop: model.unet_tflop(opts.size).map(|t| 2.0 * t), finite }, &mut rows);
     }
@@ -363,7 +366,8 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         if !opts.size.is_multiple_of(64) {
             return Err(Error::InvalidRequest(format!("the ops need a size that is a multiple of 64 (the UNet's deepest level is size/64), not {}", opts.size)));
         }
-        for case in super::ops::sd15_cases(opts.size, dt, device) {
+        let matches = |case: &super::ops::OpCase| opts.ops_matching.as_ref().is_none_or(|m| case.name.contains(m.as_str()));
+        for case in super::ops::sd15_cases(opts.size, dt, device).into_iter().filter(matches) {
             let (times, finite) = time(&case.name, device, w, r, &mut peak, || ready(Ok((case.run)()))).await?;
             push(Row { component: case.name.clone(), dtype: dt, times_ms: times, tflop: case.tflop, finite }, &mut rows);
         }

@@ -1,9 +1,10 @@
 //! What the CLI and bench.html run besides generating: the benchmark (`websd bench`; ops.rs: its
-//! hot ops one by one), the parity
-//! check against reference outputs (`websd parity`), the self-test computation (`websd probe`, the
+//! hot ops one by one), the parity check against reference outputs (`websd parity`; compare.rs:
+//! the error measure it shares), the self-test computation (`websd probe`, the
 //! page's GPU check), the real-weights TAESD round trip, and the download sizes (`websd sizes`).
 
 pub mod bench;
+pub mod compare;
 pub mod ops;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;

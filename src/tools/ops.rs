@@ -14,7 +14,7 @@ use burn::tensor::{Distribution, FloatDType};
 use crate::kernels;
 use crate::model::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
 use crate::model::conv::conv3x3_as_matmuls;
-use crate::model::resnet::group_norm_f32;
+use crate::model::resnet::group_norm_burn;
 
 /// One op at one shape: what it is, its work, and a call that queues it.
 pub struct OpCase {
@@ -73,10 +73,19 @@ fn attention(name: &str, heads: usize, dim: usize, queries: usize, keys: usize, 
     }
 }
 
-fn group_norm_silu(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> OpCase {
+/// GroupNorm (32 groups) + SiLU on `[batch, channels, side, side]`: burn's ops and, where the
+/// device runs our kernels, our fused kernel, on the same input.
+fn group_norm_silu_rows(name: &str, batch: usize, channels: usize, side: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
     let x = random([batch, channels, side, side], dtype, device);
     let norm = GroupNormConfig::new(32, channels).init(device);
-    OpCase { name: format!("{name}: GroupNorm+SiLU {channels}ch {side}² ×{batch}"), tflop: None, run: Box::new(move || silu(group_norm_f32(&norm, x.clone()))) }
+    let name = format!("{name}: GroupNorm+SiLU {channels}ch {side}² ×{batch}");
+    let (x1, norm1) = (x.clone(), norm.clone());
+    let mut rows = vec![OpCase { name: name.clone(), tflop: None, run: Box::new(move || silu(group_norm_burn(&norm1, x1.clone()))) }];
+    if kernels::runs_kernels(device) {
+        let (gamma, beta) = (norm.gamma.as_ref().unwrap().val().cast(dtype), norm.beta.as_ref().unwrap().val().cast(dtype));
+        rows.push(OpCase { name: format!("{name} ours"), tflop: None, run: Box::new(move || kernels::group_norm(x.clone(), gamma.clone(), beta.clone(), 32, 1e-5, true)) });
+    }
+    rows
 }
 
 /// SD 1.5's hot ops for an image of `size`² (a multiple of 64): the UNet at batch 2 (CFG), the VAE
@@ -102,7 +111,7 @@ pub fn sd15_cases(size: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase
         cases.push(attention(&format!("UNet level {level} self"), 8, channels / 8, side * side, side * side, dtype, device));
     }
     cases.push(attention("UNet level 0 cross", 8, 40, l * l, 77, dtype, device));
-    cases.push(group_norm_silu("UNet level 0", 2, 320, l, dtype, device));
-    cases.push(group_norm_silu("VAE decoder level 2", 1, 256, 4 * l, dtype, device));
+    cases.extend(group_norm_silu_rows("UNet level 0", 2, 320, l, dtype, device));
+    cases.extend(group_norm_silu_rows("VAE decoder level 2", 1, 256, 4 * l, dtype, device));
     cases
 }

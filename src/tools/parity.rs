@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
+use super::compare::errors;
 use crate::error::{Error, Result};
 use crate::model::clip::{ClipConfig, ClipTextModel};
 use crate::model::config::{UNetConfig, VaeConfig};
@@ -191,19 +192,6 @@ impl Row {
     pub fn is_failure(&self) -> bool {
         self.pass == Some(false)
     }
-}
-
-/// (max |a − b|, ‖a − b‖ / ‖b‖), in f64 sums.
-pub fn errors(out: &[f32], reference: &[f32]) -> (f32, f32) {
-    let mut max = 0f32;
-    let (mut num, mut den) = (0f64, 0f64);
-    for (a, b) in out.iter().zip(reference) {
-        let d = a - b;
-        max = if d.is_nan() { f32::NAN } else { max.max(d.abs()) };
-        num += (d as f64).powi(2);
-        den += (*b as f64).powi(2);
-    }
-    (max, (num / den.max(1e-30)).sqrt() as f32)
 }
 
 /// Runs every component under `dir` on `device` with parameters and inputs in `dtype`.

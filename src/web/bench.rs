@@ -20,7 +20,8 @@ fn bench_row(row: &crate::tools::bench::Row) -> Object {
 
 /// `websd bench` on the worker's GPU. `options`: {model: 'sd15'|'sd21'|'sd-turbo' | manifest JSON
 /// text of a converted model (its architecture, random weights), dtype: 'f32'|'f16', size, runs,
-/// warmup, parts: 'text,unet,vae,taesd[,image]', steps?}. `on_row(row)` hears each row as it is
+/// warmup, parts: 'text,unet,vae,taesd[,image]', steps?, match?: only the ops rows whose name
+/// contains it}. `on_row(row)` hears each row as it is
 /// measured; resolves with {table, rows, peak_bytes, device}.
 #[wasm_bindgen]
 pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, JsValue> {
@@ -45,6 +46,7 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
         warmup: number("warmup", 1.0),
         parts: Part::parse_list(&text("parts", "text,unet,vae,taesd"))?,
         steps: get("steps").and_then(|v| v.as_f64()).map(|s| s as usize),
+        ops_matching: get("match").and_then(|v| v.as_string()),
     };
     let name = format!("{} ({}, {}, shader-f16 {})", info.adapter, info.backend, info.device_type, info.shader_f16);
     let report = crate::tools::bench::run(&opts, &device, &name, |row| {

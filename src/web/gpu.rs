@@ -1,5 +1,6 @@
 //! Opening the GPU, and the checks that it computes what the native build computes.
 
+use burn::tensor::FloatDType;
 use wasm_bindgen::prelude::*;
 
 use super::{GPU, device, js_error};
@@ -32,6 +33,37 @@ pub fn destroy_gpu_device() {
 #[wasm_bindgen]
 pub async fn run_probe() -> Result<Vec<f32>, JsValue> {
     Ok(crate::tools::probe::probe_async(&device()?).await?)
+}
+
+/// One case of our GPU kernels' check (`kernels::check`) on this GPU: `kernel` 'conv3x3' or
+/// 'group_norm', `index` into its case list, `dtype` 'f32' or 'f16'. Resolves with {case, dtype,
+/// relative_error, tolerance}; the number of cases is `kernel_check_cases(kernel)`.
+#[wasm_bindgen]
+pub async fn check_kernel(kernel: String, index: usize, dtype: String) -> Result<JsValue, JsValue> {
+    use crate::kernels::check::{CONV3X3_CASES, GROUP_NORM_CASES, check_conv3x3_case, check_group_norm_case};
+    let (device, info) = super::gpu()?;
+    let dtype = match dtype.as_str() {
+        "f32" => FloatDType::F32,
+        "f16" if info.shader_f16 => FloatDType::F16,
+        other => return Err(super::invalid_request(format!("dtype {other:?} on this GPU: f32, or f16 where it has shader-f16"))),
+    };
+    let out_of_range = || super::invalid_request(format!("no {kernel} case {index}"));
+    let check = match kernel.as_str() {
+        "conv3x3" => check_conv3x3_case(&device, dtype, *CONV3X3_CASES.get(index).ok_or_else(out_of_range)?).await?,
+        "group_norm" => check_group_norm_case(&device, dtype, *GROUP_NORM_CASES.get(index).ok_or_else(out_of_range)?).await?,
+        _ => return Err(super::invalid_request(format!("unknown kernel {kernel:?}: conv3x3 or group_norm"))),
+    };
+    serde_wasm_bindgen::to_value(&check).map_err(js_error)
+}
+
+/// How many cases `check_kernel(kernel, …)` has.
+#[wasm_bindgen]
+pub fn kernel_check_cases(kernel: &str) -> usize {
+    match kernel {
+        "conv3x3" => crate::kernels::check::CONV3X3_CASES.len(),
+        "group_norm" => crate::kernels::check::GROUP_NORM_CASES.len(),
+        _ => 0,
+    }
 }
 
 /// The seeded Gaussian noise (`rng::gaussian`): the browser test checks it is bit-identical to

@@ -29,6 +29,34 @@ test('worker reports a WebGPU adapter and the probe matches the native result', 
   }
 });
 
+test('our GPU kernels equal the exact results through the browser\'s WGSL compiler (WebGPU)', { timeout: 300_000 }, async () => {
+  const browser = await launchBrowser();
+  try {
+    const { page } = await openPage(browser, site.url);
+    await page.evaluate(async () => {
+      window.websd = await import('/www/pkg/websd.js');
+      await window.websd.default();
+      window.gpuInfo = await window.websd.init_gpu();
+    });
+    const f16 = await page.evaluate(() => window.gpuInfo.shader_f16);
+    // The cases of src/kernels/check.rs, one call each (a failure names its case), in f32, and in
+    // f16 where the GPU has it.
+    const counts = await page.evaluate(() => [window.websd.kernel_check_cases('conv3x3'), window.websd.kernel_check_cases('group_norm')]);
+    assert.deepEqual(counts, [8, 6]);
+    for (const dtype of f16 ? ['f32', 'f16'] : ['f32']) {
+      for (const [kernel, count] of [['conv3x3', counts[0]], ['group_norm', counts[1]]]) {
+        for (let index = 0; index < count; index++) {
+          const c = await page.evaluate(([k, i, d]) => window.websd.check_kernel(k, i, d), [kernel, index, dtype]);
+          console.log(`${c.dtype} ${c.case}: relative error ${c.relative_error.toExponential(2)}`);
+          assert.ok(c.relative_error < c.tolerance, `${c.dtype} ${c.case}: relative error ${c.relative_error} over ${c.tolerance}`);
+        }
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+});
+
 test('without WebGPU the page says what is missing and which browsers work', async () => {
   const browser = await launchBrowser({ webgpu: false });
   try {

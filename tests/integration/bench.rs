@@ -84,7 +84,7 @@ fn bench_times_a_unet_load_with_and_without_a_lora() {
 
 /// `--ops`: SD 1.5's hot ops one by one at an image size's real shapes, each with its work where it
 /// is arithmetic (convs, projections, attention) and a finite output; a size the UNet's deepest
-/// level cannot take is refused.
+/// level cannot take is refused; `--match` keeps the rows that name it.
 #[test]
 fn bench_times_the_hot_ops_one_by_one() {
     let opts = Options { size: 64, runs: 1, warmup: 0, parts: Part::parse_list("ops").unwrap(), ..Options::default() };
@@ -99,6 +99,11 @@ fn bench_times_the_hot_ops_one_by_one() {
     assert!((report.rows[0].tflop.unwrap() - 2.0 * 2.0 * 320.0 * 320.0 * 9.0 * 64.0 / 1e12).abs() < 1e-15);
     let refused = pollster::block_on(bench::run(&Options { size: 96, ..opts }, &Device::flex(), "flex (CPU)", |_| {})).err().expect("96 is refused");
     assert!(refused.to_string().contains("multiple of 64"), "{refused}");
+    // `--match`: only the rows whose name contains the text.
+    let opts = Options { size: 64, runs: 1, warmup: 0, parts: Part::parse_list("ops").unwrap(), ops_matching: Some("GroupNorm".into()), ..Options::default() };
+    let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(names, ["UNet level 0: GroupNorm+SiLU 320ch 8² ×2", "VAE decoder level 2: GroupNorm+SiLU 256ch 32² ×1"]);
 }
 
 /// The 3×3 conv as nine shifted matmuls equals burn's conv2d, on the CPU and on wgpu, at awkward
@@ -124,55 +129,48 @@ fn a_conv3x3_as_nine_matmuls_equals_conv2d() {
     }
 }
 
-/// Our implicit-GEMM 3×3 conv kernel equals burn's conv2d on wgpu (lavapipe here), in f32 (≤ 1e-5
-/// relative) and f16 (≤ 2e-3), at awkward shapes: channel counts that fill no tile, in ≠ out
-/// channels, non-square images smaller and larger than a tile, batch 1 and 2, with and without a
-/// bias, and a size at SD's scale (320 channels, several tiles each way).
+/// Our implicit-GEMM 3×3 conv kernel on wgpu (lavapipe here) equals the conv computed in f64, in
+/// f32 (≤ 1e-5 relative) and f16 (≤ 2e-3), at the awkward shapes of
+/// `kernels::check::CONV3X3_CASES` (the browser test runs the same list).
 #[test]
-fn our_conv3x3_kernel_equals_conv2d() {
-    use burn::tensor::module::conv2d;
-    use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Distribution, FloatDType};
+fn our_conv3x3_kernel_equals_the_exact_conv() {
+    use burn::tensor::FloatDType;
     let device = crate::common::wgpu_device();
-    // Edges in every dimension, and all four tilings (Tiling::for_shape: ≥ 256 output channels,
-    // ≥ 2048 pixels).
-    let cases = [
-        (1, 3, 5, 7, 9, true),
-        (2, 17, 33, 6, 5, false),
-        (2, 40, 24, 1, 1, true),
-        (1, 4, 70, 13, 11, true),
-        (2, 320, 320, 16, 16, true),
-        (1, 67, 129, 9, 30, false),
-        (1, 8, 260, 48, 48, true),
-        (1, 5, 20, 50, 45, false),
-    ];
-    for (dtype, tolerance) in [(FloatDType::F32, 1e-5), (FloatDType::F16, 2e-3)] {
-        for (batch, cin, cout, h, w, bias) in cases {
-            let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Normal(0.0, 1.0), &device).cast(dtype);
-            let k = (Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 1.0), &device) / (9.0 * cin as f64).sqrt()).cast(dtype);
-            let b = bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device).cast(dtype));
-            // The reference in f32 from the same (rounded) operands.
-            let up = |t: &Tensor<4>| t.clone().cast(FloatDType::F32);
-            let expected = crate::common::values(conv2d(up(&x), up(&k), b.clone().map(|b| b.cast(FloatDType::F32)), ConvOptions::new([1, 1], [1, 1], [1, 1], 1)));
-            let out = websd::kernels::conv3x3(x, k, b);
-            assert_eq!(out.dims(), [batch, cout, h, w]);
-            assert_eq!(out.dtype(), dtype.into());
-            let err = crate::common::rel_err(&crate::common::values(out), &expected);
-            println!("{dtype:?} {batch}×{cin}→{cout} {h}×{w} bias {bias}: relative error {err:.2e}");
-            assert!(err < tolerance, "{dtype:?} {batch}×{cin}→{cout} {h}×{w} bias {bias}: relative error {err}");
-        }
+    let checks = pollster::block_on(websd::kernels::check::check_conv3x3(&device, &[FloatDType::F32, FloatDType::F16])).unwrap();
+    assert_eq!(checks.len(), 2 * websd::kernels::check::CONV3X3_CASES.len());
+    assert_checks(&checks);
+}
+
+/// Our GroupNorm(+SiLU) kernel equals GroupNorm(+SiLU) computed in f64 (≤ 1e-5 relative in f32,
+/// ≤ 2e-3 in f16), at the shapes of `kernels::check::GROUP_NORM_CASES`: groups of one channel and of
+/// many, odd pixel counts, a group longer than one reduction chunk, a mean far from zero.
+#[test]
+fn our_group_norm_kernel_equals_burns() {
+    use burn::tensor::FloatDType;
+    let device = crate::common::wgpu_device();
+    let checks = pollster::block_on(websd::kernels::check::check_group_norm(&device, &[FloatDType::F32, FloatDType::F16])).unwrap();
+    assert_eq!(checks.len(), 2 * websd::kernels::check::GROUP_NORM_CASES.len());
+    assert_checks(&checks);
+}
+
+fn assert_checks(checks: &[websd::kernels::check::Check]) {
+    for c in checks {
+        println!("{} {}: relative error {:.2e}", c.dtype, c.case, c.relative_error);
+    }
+    for c in checks {
+        assert!(c.passed(), "{} {}: relative error {} over {}", c.dtype, c.case, c.relative_error, c.tolerance);
     }
 }
 
-/// `--only unet-stock-conv` times the batch-2 UNet step with burn's conv in every layer, before
-/// the model's own rows, and leaves the model's conv route on afterwards.
+/// `--only unet-stock` times the batch-2 UNet step with burn's ops in every layer (our kernels
+/// off), before the model's own rows, and turns our kernels back on afterwards.
 #[test]
-fn bench_times_the_unet_with_the_stock_conv_beside_its_own() {
-    let opts = Options { size: 16, runs: 1, warmup: 0, parts: Part::parse_list("unet,unet-stock-conv").unwrap(), ..Options::default() };
+fn bench_times_the_unet_with_the_stock_ops_beside_its_own() {
+    let opts = Options { size: 16, runs: 1, warmup: 0, parts: Part::parse_list("unet,unet-stock").unwrap(), ..Options::default() };
     let report = pollster::block_on(bench::run(&opts, &Device::flex(), "flex (CPU)", |_| {})).unwrap();
     let names: Vec<&str> = report.rows.iter().map(|r| r.component.as_str()).collect();
-    assert_eq!(names, ["UNet step, batch 2 (CFG), burn's stock conv", "UNet step, batch 2 (CFG)", "UNet step, batch 1"]);
+    assert_eq!(names, ["UNet step, batch 2 (CFG), burn's stock ops", "UNet step, batch 2 (CFG)", "UNet step, batch 1"]);
     assert!(report.rows.iter().all(|r| r.finite && r.tflop.is_some()));
     assert_eq!(report.rows[0].tflop, report.rows[1].tflop, "the same work both ways");
-    assert!(websd::model::conv::own_conv(), "the model's route is back on after the stock row");
+    assert!(websd::kernels::use_own(&crate::common::wgpu_device()), "our kernels are back on after the stock row");
 }

@@ -21,7 +21,7 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// ‖a − b‖ / ‖b‖, as `websd parity` computes it (one definition for the tests and the tool).
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in size");
-    websd::tools::parity::errors(a, b).1
+    websd::tools::compare::errors(a, b).1
 }
 
 /// Asserts `out` matches reference `name` within `tol` relative error; returns the error.

@@ -1,0 +1,179 @@
+//! Our kernels against exact (f64, on the host) results of the same rounded operands, at awkward
+//! shapes. The native tests (tests/integration/bench.rs) and the browser test
+//! (tests/e2e/foundation.test.mjs, through the wasm export `check_kernel`) run these lists, so a
+//! browser's WGSL compiler sees the cases that lavapipe's sees.
+
+use burn::prelude::*;
+use burn::tensor::{Distribution, FloatDType};
+
+use crate::error::{Error, Result};
+use crate::tools::compare::errors;
+
+/// One comparison: the case, its dtype, the relative error (‖ours − exact‖ / ‖exact‖) and the
+/// bound it must stay under.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub case: String,
+    pub dtype: &'static str,
+    pub relative_error: f32,
+    pub tolerance: f32,
+}
+
+impl Check {
+    /// Under the bound (a NaN error fails).
+    pub fn passed(&self) -> bool {
+        self.relative_error < self.tolerance
+    }
+}
+
+/// The bounds of issue #11 (f32 ≤ 1e-5, f16 ≤ 2e-3), against the exact result of the same
+/// rounded operands.
+pub fn tolerance(dtype: FloatDType) -> f32 {
+    if dtype == FloatDType::F16 { 2e-3 } else { 1e-5 }
+}
+
+/// 3×3 conv cases as (batch, in channels, out channels, height, width, bias): edges in every
+/// dimension (channel counts that fill no tile, in ≠ out, images smaller and larger than a tile,
+/// one pixel), batch 1 and 2, with and without a bias, and all four tilings (`Tiling::for_shape`:
+/// ≥ 256 output channels, ≥ 2048 pixels), each over several tiles. Small enough for a CPU-emulated
+/// WebGPU (SwiftShader, ~0.2 GFLOP/s); the wgpu parity tests run the kernel at SD's real widths.
+pub const CONV3X3_CASES: [(usize, usize, usize, usize, usize, bool); 8] = [
+    (1, 3, 5, 7, 9, true),
+    (2, 17, 33, 6, 5, false),
+    (2, 40, 24, 1, 1, true),
+    (1, 4, 70, 13, 11, true),
+    (2, 24, 272, 16, 16, true),
+    (1, 67, 129, 9, 30, false),
+    (1, 8, 260, 48, 48, true),
+    (1, 5, 20, 50, 45, false),
+];
+
+async fn read_f32<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.cast(FloatDType::F32).into_data_async().await.map_err(|e| Error::readback(what, e))?;
+    data.try_to_vec::<f32>().map_err(|e| Error::Other(format!("{what}: {e:?}")))
+}
+
+/// A 3×3 conv (stride 1, padding 1) of `x [batch, cin, h, w]` by `k [cout, cin, 3, 3]` plus
+/// `bias`, in f64: the exact reference.
+fn conv3x3_f64(x: &[f32], k: &[f32], bias: Option<&[f32]>, [batch, cin, cout, h, w]: [usize; 5]) -> Vec<f32> {
+    let mut out = vec![0f32; batch * cout * h * w];
+    for b in 0..batch {
+        for o in 0..cout {
+            for y in 0..h {
+                for x_ in 0..w {
+                    let mut sum = bias.map_or(0.0, |bias| bias[o] as f64);
+                    for c in 0..cin {
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                let (iy, ix) = ((y + dy) as isize - 1, (x_ + dx) as isize - 1);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let input = x[((b * cin + c) * h + iy as usize) * w + ix as usize] as f64;
+                                    sum += input * k[((o * cin + c) * 3 + dy) * 3 + dx] as f64;
+                                }
+                            }
+                        }
+                    }
+                    out[((b * cout + o) * h + y) * w + x_] = sum as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Our 3×3 conv ([`super::conv3x3`]) against the f64 conv of the same rounded operands, at one
+/// case of [`CONV3X3_CASES`]. (burn's own conv is not the reference here: on SwiftShader its
+/// direct kernel lost the device at 8 → 260 channels, 48².)
+pub async fn check_conv3x3_case(device: &Device, dtype: FloatDType, (batch, cin, cout, h, w, bias): (usize, usize, usize, usize, usize, bool)) -> Result<Check> {
+    let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let k = (Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 1.0), device) / (9.0 * cin as f64).sqrt()).cast(dtype);
+    let b = bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), device).cast(dtype));
+    let case = format!("conv3x3 {batch}×{cin}→{cout} {h}×{w}{}", if bias { " bias" } else { "" });
+    let host_bias = match &b {
+        Some(b) => Some(read_f32(&case, b.clone()).await?),
+        None => None,
+    };
+    let expected = conv3x3_f64(&read_f32(&case, x.clone()).await?, &read_f32(&case, k.clone()).await?, host_bias.as_deref(), [batch, cin, cout, h, w]);
+    let out = super::conv3x3(x, k, b);
+    if out.dims() != [batch, cout, h, w] || out.dtype() != dtype.into() {
+        return Err(Error::Other(format!("{case}: our kernel gave {:?} {:?}", out.dims(), out.dtype())));
+    }
+    let relative_error = errors(&read_f32(&case, out).await?, &expected).1;
+    Ok(Check { case, dtype: crate::tools::bench::dtype_name(dtype), relative_error, tolerance: tolerance(dtype) })
+}
+
+/// [`check_conv3x3_case`] at every case, in each of `dtypes`.
+pub async fn check_conv3x3(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for &dtype in dtypes {
+        for case in CONV3X3_CASES {
+            checks.push(check_conv3x3_case(device, dtype, case).await?);
+        }
+    }
+    Ok(checks)
+}
+
+/// GroupNorm cases as (batch, channels, groups, height, width, mean, SiLU): groups of one channel
+/// and of several, odd and single-pixel maps, batch 1 and 2, SD's UNet level 0 at 128², a group
+/// longer than one reduction chunk (4096 elements) with a mean far from zero, with and without
+/// SiLU.
+pub const GROUP_NORM_CASES: [(usize, usize, usize, usize, usize, f64, bool); 6] = [
+    (1, 32, 32, 5, 7, 0.0, true),
+    (1, 6, 3, 1, 1, 0.5, false),
+    (2, 96, 32, 13, 11, 0.0, true),
+    (2, 320, 32, 16, 16, 0.0, true),
+    (1, 128, 32, 72, 72, 50.0, false),
+    (2, 64, 32, 9, 9, -2.0, true),
+];
+
+/// GroupNorm(+SiLU) of `x [batch, channels, hw]` in f64: the exact reference. (burn's GroupNorm
+/// in f32 is off by ~2e-5 itself when the mean is 50 standard deviations from zero.)
+#[allow(clippy::too_many_arguments)]
+fn group_norm_f64(x: &[f32], gamma: &[f32], beta: &[f32], batch: usize, channels: usize, groups: usize, epsilon: f64, silu: bool) -> Vec<f32> {
+    let hw = x.len() / (batch * channels);
+    let group_len = channels / groups * hw;
+    let mut out = vec![0f32; x.len()];
+    for (g, (xs, ys)) in x.chunks(group_len).zip(out.chunks_mut(group_len)).enumerate() {
+        let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / group_len as f64;
+        let variance = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / group_len as f64;
+        let rstd = 1.0 / (variance + epsilon).sqrt();
+        for (i, (&v, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
+            let c = (g % groups) * (channels / groups) + i / hw;
+            let n = (v as f64 - mean) * rstd * gamma[c] as f64 + beta[c] as f64;
+            *y = if silu { n / (1.0 + (-n).exp()) } else { n } as f32;
+        }
+    }
+    out
+}
+
+/// Our GroupNorm(+SiLU) ([`super::group_norm`]) against the f64 GroupNorm of the same rounded
+/// operands, at one case of [`GROUP_NORM_CASES`].
+pub async fn check_group_norm_case(
+    device: &Device,
+    dtype: FloatDType,
+    (batch, channels, groups, h, w, mean, silu): (usize, usize, usize, usize, usize, f64, bool),
+) -> Result<Check> {
+    let x = (Tensor::<4>::random([batch, channels, h, w], Distribution::Normal(0.0, 1.0), device) + mean).cast(dtype);
+    let gamma = Tensor::<1>::random([channels], Distribution::Normal(1.0, 0.5), device).cast(dtype);
+    let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), device).cast(dtype);
+    let case = format!("group norm {batch}×{channels} {h}×{w} {groups} groups mean {mean}{}", if silu { " SiLU" } else { "" });
+    let host = (read_f32(&case, x.clone()).await?, read_f32(&case, gamma.clone()).await?, read_f32(&case, beta.clone()).await?);
+    let expected = group_norm_f64(&host.0, &host.1, &host.2, batch, channels, groups, 1e-5, silu);
+    let out = super::group_norm(x, gamma, beta, groups, 1e-5, silu);
+    if out.dims() != [batch, channels, h, w] || out.dtype() != dtype.into() {
+        return Err(Error::Other(format!("{case}: our kernel gave {:?} {:?}", out.dims(), out.dtype())));
+    }
+    let relative_error = errors(&read_f32(&case, out).await?, &expected).1;
+    Ok(Check { case, dtype: crate::tools::bench::dtype_name(dtype), relative_error, tolerance: tolerance(dtype) })
+}
+
+/// [`check_group_norm_case`] at every case, in each of `dtypes`.
+pub async fn check_group_norm(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for &dtype in dtypes {
+        for case in GROUP_NORM_CASES {
+            checks.push(check_group_norm_case(device, dtype, case).await?);
+        }
+    }
+    Ok(checks)
+}

@@ -53,6 +53,15 @@ async fn read_f32<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<f32>> 
     data.try_to_vec::<f32>().map_err(|e| Error::Other(format!("{what}: {e:?}")))
 }
 
+/// Our kernel's output `out` against the `expected` values: it must have `shape` and `dtype`.
+async fn compare(case: String, dtype: FloatDType, out: Tensor<4>, shape: [usize; 4], expected: &[f32]) -> Result<Check> {
+    if out.dims() != shape || out.dtype() != dtype.into() {
+        return Err(Error::Other(format!("{case}: our kernel gave {:?} {:?}", out.dims(), out.dtype())));
+    }
+    let relative_error = errors(&read_f32(&case, out).await?, expected).1;
+    Ok(Check { case, dtype: crate::tools::bench::dtype_name(dtype), relative_error, tolerance: tolerance(dtype) })
+}
+
 /// A 3×3 conv (stride 1, padding 1) of `x [batch, cin, h, w]` by `k [cout, cin, 3, 3]` plus
 /// `bias`, in f64: the exact reference.
 fn conv3x3_f64(x: &[f32], k: &[f32], bias: Option<&[f32]>, [batch, cin, cout, h, w]: [usize; 5]) -> Vec<f32> {
@@ -94,12 +103,7 @@ pub async fn check_conv3x3_case(device: &Device, dtype: FloatDType, (batch, cin,
         None => None,
     };
     let expected = conv3x3_f64(&read_f32(&case, x.clone()).await?, &read_f32(&case, k.clone()).await?, host_bias.as_deref(), [batch, cin, cout, h, w]);
-    let out = super::conv3x3(x, k, b);
-    if out.dims() != [batch, cout, h, w] || out.dtype() != dtype.into() {
-        return Err(Error::Other(format!("{case}: our kernel gave {:?} {:?}", out.dims(), out.dtype())));
-    }
-    let relative_error = errors(&read_f32(&case, out).await?, &expected).1;
-    Ok(Check { case, dtype: crate::tools::bench::dtype_name(dtype), relative_error, tolerance: tolerance(dtype) })
+    compare(case, dtype, super::conv3x3(x, k, b), [batch, cout, h, w], &expected).await
 }
 
 /// [`check_conv3x3_case`] at every case, in each of `dtypes`.
@@ -159,12 +163,7 @@ pub async fn check_group_norm_case(
     let case = format!("group norm {batch}×{channels} {h}×{w} {groups} groups mean {mean}{}", if silu { " SiLU" } else { "" });
     let host = (read_f32(&case, x.clone()).await?, read_f32(&case, gamma.clone()).await?, read_f32(&case, beta.clone()).await?);
     let expected = group_norm_f64(&host.0, &host.1, &host.2, batch, channels, groups, 1e-5, silu);
-    let out = super::group_norm(x, gamma, beta, groups, 1e-5, silu);
-    if out.dims() != [batch, channels, h, w] || out.dtype() != dtype.into() {
-        return Err(Error::Other(format!("{case}: our kernel gave {:?} {:?}", out.dims(), out.dtype())));
-    }
-    let relative_error = errors(&read_f32(&case, out).await?, &expected).1;
-    Ok(Check { case, dtype: crate::tools::bench::dtype_name(dtype), relative_error, tolerance: tolerance(dtype) })
+    compare(case, dtype, super::group_norm(x, gamma, beta, groups, 1e-5, silu), [batch, channels, h, w], &expected).await
 }
 
 /// [`check_group_norm_case`] at every case, in each of `dtypes`.

@@ -1,7 +1,7 @@
 //! The model's convolutions. On the GPU a 3×3 conv (stride 1, padding 1) runs as our own
 //! implicit-GEMM kernel (`kernels::conv3x3`): burn's conv on WGSL (the only conv it has without
 //! cooperative-matrix instructions) is a direct kernel that stages nothing in workgroup memory.
-//! On the CPU (flex) burn's conv stays (`kernels::use_own`). `websd bench --ops` times the three side by side: burn's
+//! On the CPU (flex) and, for now, in the browser (`OWN_CONV_IN_BROWSER`) burn's conv stays. `websd bench --ops` times the three side by side: burn's
 //! conv, nine matmuls (the route before ours) and our kernel (docs/PERFORMANCE.md).
 
 use burn::nn::PaddingConfig2d;
@@ -17,6 +17,12 @@ use crate::kernels;
 /// pixels wide and such deep, small convs leave most of them empty.
 const MIN_PIXELS_FOR_OWN_CONV: usize = 32;
 
+/// Whether the browser build takes our conv. Not yet: on SwiftShader (the only WebGPU these
+/// machines have) the page's generations ran 10–17% slower with it and the TAEF2 round trip at 256²
+/// took 253 s; no GPU browser has measured it. The browser test checks it through Chromium's WGSL
+/// compiler all the same (`kernels::check`), and bench.html's ops rows time it on the user's GPU.
+const OWN_CONV_IN_BROWSER: bool = false;
+
 /// `conv.forward(x)`, through our kernel where it applies.
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     // With a 3×3 kernel and stride 1, `Same` is one pixel on every side.
@@ -24,7 +30,11 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let plain_3x3 = conv.kernel_size == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1 && padded_by_one;
     let [batch, _, height, width] = x.dims();
     let big_enough = batch * height * width >= MIN_PIXELS_FOR_OWN_CONV;
-    if plain_3x3 && big_enough && kernels::use_own(&x.device()) { kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val())) } else { conv.forward(x) }
+    if plain_3x3 && big_enough && (OWN_CONV_IN_BROWSER || cfg!(not(target_arch = "wasm32"))) && kernels::use_own(&x.device()) {
+        kernels::conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))
+    } else {
+        conv.forward(x)
+    }
 }
 
 /// A 3×3 conv (padding 1, stride 1) as nine matmuls: `w[:, :, dy, dx] · x` shifted by `(dy, dx)`,

@@ -19,7 +19,7 @@ const MIN_PIXELS_FOR_OWN_CONV: usize = 32;
 
 /// Whether the browser build takes our conv. Not yet: on SwiftShader (the only WebGPU these
 /// machines have) the page's generations ran 10–17% slower with it and the TAEF2 round trip at 256²
-/// took 253 s; no GPU browser has measured it. The browser test checks it through Chromium's WGSL
+/// 24% slower (253 vs 204 s); no GPU browser has measured it. The browser test checks it through Chromium's WGSL
 /// compiler all the same (`kernels::check`), and bench.html's ops rows time it on the user's GPU.
 const OWN_CONV_IN_BROWSER: bool = false;
 

@@ -1,7 +1,7 @@
 //! websd's own GPU kernels, written in CubeCL (compiled to WGSL for WebGPU, or for Vulkan/Metal
 //! natively) and run through burn's backend-extension route: with fusion on, each call is an
-//! opaque operation in burn's lazy stream. burn's op stays the fallback (on the CPU backend) and
-//! the reference the tests compare against.
+//! opaque operation in burn's lazy stream. burn's op stays the fallback (on the CPU backend);
+//! check.rs compares each kernel with exact (f64) results for the native and browser tests.
 
 pub mod check;
 pub mod conv3x3;
@@ -48,7 +48,8 @@ pub fn use_own(device: &Device) -> bool {
 }
 
 /// Whether `device` runs our kernels: in the browser, always (WebGPU is the only backend there).
-/// tests/e2e/foundation.test.mjs checks them against burn's ops through Chromium's WGSL compiler.
+/// tests/e2e/foundation.test.mjs checks them through Chromium's WGSL compiler (check.rs). Which
+/// model layers take them is each layer's decision (`model::conv::OWN_CONV_IN_BROWSER`).
 #[cfg(target_arch = "wasm32")]
 pub fn runs_kernels(_: &Device) -> bool {
     true

@@ -6,10 +6,9 @@ use burn::prelude::*;
 
 use burn::tensor::activation::silu;
 
+use crate::error::Result;
 use crate::kernels;
 use crate::model::conv;
-
-use crate::error::Result;
 use crate::weights::WeightLoader;
 
 /// GroupNorm computed in f32 whatever the model dtype (f16 sums of squares overflow).

@@ -30,7 +30,7 @@
 //   · {type:'form', samplers: [{name, label}], fields: [{name, default, min, max, step}]} (Rust's
 //     lists: the page's form has no numbers of its own)
 //   · {type:'bench-row', row} · {type:'bench-done', table, rows, peak_bytes, device}
-//   · {type:'roundtrip', result: {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std,
+//   · {type:'roundtrip', result: {psnr_db, random_psnr_db, pass_db, latent_shape, latent_mean, latent_std,
 //     input, round_trip, random /* {width, height, png} */}}
 //   · {type:'crashed', message}: the wasm instance panicked or the GPU device is lost; this worker
 //     is unusable and the page starts a new one (the model reloads from IndexedDB).

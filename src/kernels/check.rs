@@ -176,3 +176,75 @@ pub async fn check_group_norm(device: &Device, dtypes: &[FloatDType]) -> Result<
     }
     Ok(checks)
 }
+
+/// How a matmul case's right operand is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RhsLayout {
+    /// Its own `[b0, b1, k, n]`, contiguous.
+    Plain,
+    /// A `[b0, b1, n, k]` tensor seen transposed (attention's kᵀ): strided reads.
+    Transposed,
+    /// One `[1, 1, k, n]` for every batch, plus a bias `[n]` (a linear layer).
+    SharedWithBias,
+}
+
+/// Matmul cases as (b0, b1, m, k, n, rhs layout): sizes that fill no tile, a summed dim shorter
+/// than one staged slice, two rows (the time embedding's linears), attention's kᵀ over heads,
+/// a weight broadcast over the batch with a bias, and the wide-row and (natively) wide-column
+/// tiles (m ≥ 256, n ≥ 2048).
+pub const MATMUL_CASES: [(usize, usize, usize, usize, usize, RhsLayout); 7] = [
+    (1, 1, 5, 7, 9, RhsLayout::Plain),
+    (2, 3, 37, 19, 41, RhsLayout::Transposed),
+    (1, 1, 2, 64, 300, RhsLayout::SharedWithBias),
+    (2, 1, 77, 16, 48, RhsLayout::SharedWithBias),
+    (1, 2, 300, 33, 70, RhsLayout::Plain),
+    (1, 1, 130, 40, 2100, RhsLayout::SharedWithBias),
+    (2, 4, 64, 40, 77, RhsLayout::Transposed),
+];
+
+/// `lhs [batches, m, k] · rhs [batches or 1, k, n] (+ bias [n])` in f64: the exact reference.
+fn matmul_f64(lhs: &[f32], rhs: &[f32], bias: Option<&[f32]>, batches: usize, [m, k, n]: [usize; 3]) -> Vec<f32> {
+    let rhs_batches = rhs.len() / (k * n);
+    let mut out = vec![0f32; batches * m * n];
+    for b in 0..batches {
+        let (a, w) = (&lhs[b * m * k..], &rhs[(b % rhs_batches) * k * n..]);
+        for i in 0..m {
+            for j in 0..n {
+                let sum: f64 = (0..k).map(|p| a[i * k + p] as f64 * w[p * n + j] as f64).sum();
+                out[(b * m + i) * n + j] = (sum + bias.map_or(0.0, |b| b[j] as f64)) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Our matmul ([`super::matmul`]) against the f64 matmul of the same rounded operands, at one case
+/// of [`MATMUL_CASES`].
+pub async fn check_matmul_case(device: &Device, dtype: FloatDType, (b0, b1, m, k, n, layout): (usize, usize, usize, usize, usize, RhsLayout)) -> Result<Check> {
+    let normal = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let lhs = normal([b0, b1, m, k]);
+    let rhs = match layout {
+        RhsLayout::Plain => normal([b0, b1, k, n]),
+        RhsLayout::Transposed => normal([b0, b1, n, k]).swap_dims(2, 3),
+        RhsLayout::SharedWithBias => normal([1, 1, k, n]),
+    };
+    let bias = (layout == RhsLayout::SharedWithBias).then(|| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device).cast(dtype));
+    let case = format!("matmul {b0}×{b1}×{m}×{k} · {k}×{n} {layout:?}");
+    let host_bias = match &bias {
+        Some(b) => Some(read_f32(&case, b.clone()).await?),
+        None => None,
+    };
+    let expected = matmul_f64(&read_f32(&case, lhs.clone()).await?, &read_f32(&case, rhs.clone()).await?, host_bias.as_deref(), b0 * b1, [m, k, n]);
+    compare(case, dtype, super::matmul(lhs, rhs, bias), [b0, b1, m, n], &expected).await
+}
+
+/// [`check_matmul_case`] at every case, in each of `dtypes`.
+pub async fn check_matmul(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for &dtype in dtypes {
+        for case in MATMUL_CASES {
+            checks.push(check_matmul_case(device, dtype, case).await?);
+        }
+    }
+    Ok(checks)
+}

@@ -11,10 +11,10 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 /// Invocations per workgroup along each side: 16 × 16 = 256, WebGPU's default limit.
-const THREADS_SIDE: usize = 16;
-const THREADS: usize = THREADS_SIDE * THREADS_SIDE;
+pub(crate) const THREADS_SIDE: usize = 16;
+pub(crate) const THREADS: usize = THREADS_SIDE * THREADS_SIDE;
 /// How much of the summed dimension (input channels × 9 taps) a workgroup stages at a time.
-const DEPTH: usize = 16;
+pub(crate) const DEPTH: usize = 16;
 
 /// How a workgroup's tile is cut. Each invocation accumulates `4·row_vecs` output channels ×
 /// `4·col_vecs` pixels in registers, as 4-wide vectors so that every workgroup-memory read

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod conv3x3;
 pub mod group_norm;
+pub mod matmul;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +22,12 @@ pub trait Kernels: Backend {
 
     #[fusion(dtype = input, shape = input)]
     fn group_norm(input: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64, silu: bool) -> FloatTensor<Self>;
+
+    #[fusion(dtype = lhs, shape = matmul::output_shape(lhs, rhs))]
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    #[fusion(dtype = lhs, shape = matmul::output_shape(lhs, rhs))]
+    fn matmul_bias(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl Kernels for CubeBackend {
@@ -31,6 +38,14 @@ impl Kernels for CubeBackend {
     fn group_norm(input: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, groups: usize, epsilon: f64, silu: bool) -> FloatTensor<Self> {
         group_norm::group_norm(input, gamma, beta, groups, epsilon, silu)
     }
+
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        matmul::matmul(lhs, rhs, None)
+    }
+
+    fn matmul_bias(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        matmul::matmul(lhs, rhs, Some(bias))
+    }
 }
 
 static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
@@ -39,6 +54,15 @@ static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
 /// process: `websd bench` times the UNet both ways side by side.
 pub fn set_own_kernels(on: bool) {
     OWN_KERNELS.store(on, Ordering::Relaxed);
+}
+
+/// Runs `f` with our kernels on or off, then restores the setting: a bench row that times burn's
+/// op beside ours. (Ops are chosen as they are queued, so the lazy execution after does not matter.)
+pub fn with_own_kernels<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    let before = OWN_KERNELS.swap(on, Ordering::Relaxed);
+    let out = f();
+    OWN_KERNELS.store(before, Ordering::Relaxed);
+    out
 }
 
 /// Whether the model runs our kernels on `device`: the device can ([`runs_kernels`]) and
@@ -75,4 +99,19 @@ pub fn conv3x3(x: Tensor<4>, w: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>
 /// [`runs_kernels`].
 pub fn group_norm(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, groups: usize, epsilon: f64, silu: bool) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::group_norm(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), groups, epsilon, silu))
+}
+
+/// `lhs [.., M, K] · rhs [.., K, N]` (+ `bias [N]`) through [`matmul::matmul`]: f32 accumulation,
+/// operands read through their strides (a transposed view costs no copy), batch dims of size 1
+/// broadcast. Up to two batch dims. Only on a device where [`runs_kernels`].
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    assert!((2..=4).contains(&D), "matmul: 2 to 4 dims, got {D}");
+    let [lhs, rhs] = [lhs, rhs].map(|t| t.unsqueeze::<4>().into_dispatch());
+    let out = match bias {
+        Some(bias) => Dispatch::matmul_bias(lhs, rhs, bias.into_dispatch()),
+        None => Dispatch::matmul(lhs, rhs),
+    };
+    let out = Tensor::<4>::from_dispatch(out);
+    let dims = out.dims();
+    out.reshape::<D, _>(std::array::from_fn::<usize, D, _>(|i| dims[4 - D + i]))
 }

@@ -7,6 +7,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::linear;
+
 /// Largest score block, in bytes, that attention materialises at once.
 pub const DEFAULT_SCORE_BUDGET: usize = 64 << 20;
 
@@ -26,11 +28,11 @@ pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, ca
     while start < sq {
         let len = rows.min(sq - start);
         let q_chunk = q.clone().narrow(2, start, len).cast(burn::tensor::FloatDType::F32);
-        let mut scores = q_chunk.matmul(kt.clone()) * scale;
+        let mut scores = linear::matmul(q_chunk, kt.clone()) * scale;
         if causal {
             scores = scores + causal_bias(start, len, sk, &q.device()).unsqueeze::<4>();
         }
-        outputs.push(softmax(scores, 3).matmul(v32.clone()));
+        outputs.push(linear::matmul(softmax(scores, 3), v32.clone()));
         start += len;
     }
     let out = if outputs.len() == 1 { outputs.pop().unwrap() } else { Tensor::cat(outputs, 2) };
@@ -134,11 +136,11 @@ impl Attention {
             let [b, n, inner] = t.dims();
             t.reshape([b, n, self.heads, inner / self.heads]).swap_dims(1, 2)
         };
-        let q = split(self.to_q.forward(x));
-        let k = split(self.to_k.forward(context.clone()));
-        let v = split(self.to_v.forward(context));
+        let q = split(linear::forward(&self.to_q, x));
+        let k = split(linear::forward(&self.to_k, context.clone()));
+        let v = split(linear::forward(&self.to_v, context));
         let out = scaled_dot_product_attention(q, k, v, false, DEFAULT_SCORE_BUDGET);
         let [b, h, n, d] = out.dims();
-        self.to_out.forward(out.swap_dims(1, 2).reshape([b, n, h * d]))
+        linear::forward(&self.to_out, out.swap_dims(1, 2).reshape([b, n, h * d]))
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::activation::{gelu, sigmoid};
 use serde::Deserialize;
 
 use super::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
+use super::linear;
 use crate::error::{Error, Result};
 use crate::weights::WeightLoader;
 
@@ -117,12 +118,17 @@ impl EncoderLayer {
         let [b, n, d] = x.dims();
         let h = self.layer_norm1.forward(x.clone());
         let split = |t: Tensor<3>| t.reshape([b, n, self.heads, d / self.heads]).swap_dims(1, 2);
-        let attn =
-            scaled_dot_product_attention(split(self.q_proj.forward(h.clone())), split(self.k_proj.forward(h.clone())), split(self.v_proj.forward(h)), true, DEFAULT_SCORE_BUDGET);
-        let x = x + self.out_proj.forward(attn.swap_dims(1, 2).reshape([b, n, d]));
-        let h = self.fc1.forward(self.layer_norm2.forward(x.clone()));
+        let attn = scaled_dot_product_attention(
+            split(linear::forward(&self.q_proj, h.clone())),
+            split(linear::forward(&self.k_proj, h.clone())),
+            split(linear::forward(&self.v_proj, h)),
+            true,
+            DEFAULT_SCORE_BUDGET,
+        );
+        let x = x + linear::forward(&self.out_proj, attn.swap_dims(1, 2).reshape([b, n, d]));
+        let h = linear::forward(&self.fc1, self.layer_norm2.forward(x.clone()));
         let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
-        x + self.fc2.forward(h)
+        x + linear::forward(&self.fc2, h)
     }
 }
 

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::silu;
 
+use super::linear;
 use crate::error::{Error, Result};
 use crate::weights::WeightLoader;
 
@@ -51,9 +52,9 @@ impl TimestepEmbedding {
 
     pub fn forward(&self, sample: Tensor<2>, condition: Option<Tensor<2>>) -> Tensor<2> {
         let sample = match (&self.cond_proj, condition) {
-            (Some(proj), Some(c)) => sample + proj.forward(c),
+            (Some(proj), Some(c)) => sample + linear::forward(proj, c),
             _ => sample,
         };
-        self.linear_2.forward(silu(self.linear_1.forward(sample)))
+        linear::forward(&self.linear_2, silu(linear::forward(&self.linear_1, sample)))
     }
 }

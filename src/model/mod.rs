@@ -5,6 +5,7 @@ pub mod clip;
 pub mod config;
 pub mod conv;
 pub mod embeddings;
+pub mod linear;
 pub mod resnet;
 pub mod taesd;
 pub mod unet;

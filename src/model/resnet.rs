@@ -8,7 +8,7 @@ use burn::tensor::activation::silu;
 
 use crate::error::Result;
 use crate::kernels;
-use crate::model::conv;
+use crate::model::{conv, linear};
 use crate::weights::WeightLoader;
 
 /// GroupNorm computed in f32 whatever the model dtype (f16 sums of squares overflow).
@@ -88,7 +88,7 @@ impl ResnetBlock2D {
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let mut h = conv::forward(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
-            let t = proj.forward(silu(temb.clone()));
+            let t = linear::forward(proj, silu(temb.clone()));
             h = h + t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
         }
         let h = conv::forward(&self.conv2, group_norm_silu(&self.norm2, h));

@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, Linear};
 use burn::prelude::*;
 
-use crate::model::conv;
+use crate::model::{conv, linear};
 use burn::tensor::activation::gelu;
 
 use super::attention::{Attention, DEFAULT_SCORE_BUDGET};
@@ -50,10 +50,10 @@ impl FeedForward {
     }
 
     fn forward_tokens(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut parts = self.proj.forward(x).chunk(2, 2);
+        let mut parts = linear::forward(&self.proj, x).chunk(2, 2);
         let gate = parts.pop().unwrap();
         let hidden = parts.pop().unwrap();
-        self.out.forward(hidden * gelu(gate))
+        linear::forward(&self.out, hidden * gelu(gate))
     }
 }
 
@@ -140,14 +140,14 @@ impl Transformer2D {
         let normed = group_norm_f32(&self.norm, x.clone());
         let mut seq = match &self.proj_in {
             Projection::Conv(c) => to_seq(conv::forward(c, normed)),
-            Projection::Linear(linear) => linear.forward(to_seq(normed)),
+            Projection::Linear(l) => linear::forward(l, to_seq(normed)),
         };
         for block in &self.blocks {
             seq = block.forward(seq, context);
         }
         let out = match &self.proj_out {
             Projection::Conv(c) => conv::forward(c, to_map(seq)),
-            Projection::Linear(linear) => to_map(linear.forward(seq)),
+            Projection::Linear(l) => to_map(linear::forward(l, seq)),
         };
         out + x
     }

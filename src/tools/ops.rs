@@ -1,8 +1,8 @@
 //! The hot ops of SD 1.5 at its real shapes, for `websd bench --ops` (and bench.html's "ops"
 //! part): the 3×3 convs of every UNet level and of the VAE decoder, the transformer blocks' linear
 //! projections, self-attention at each level's token count and cross-attention over the 77 text
-//! tokens, and GroupNorm + SiLU. Each is timed as the model runs it today (burn's stock ops, through
-//! the model's own helpers), the baseline that kernels of our own (issue #11) are measured against.
+//! tokens, and GroupNorm + SiLU. Each is timed with burn's stock op and, where the device runs our
+//! kernels (issue #11), with ours ("… ours" rows), on the same operands.
 
 use burn::nn::GroupNormConfig;
 use burn::prelude::*;
@@ -14,6 +14,7 @@ use burn::tensor::{Distribution, FloatDType};
 use crate::kernels;
 use crate::model::attention::{DEFAULT_SCORE_BUDGET, scaled_dot_product_attention};
 use crate::model::conv::conv3x3_as_matmuls;
+use crate::model::linear::with_own_matmul;
 use crate::model::resnet::group_norm_burn;
 
 /// One op at one shape: what it is, its work, and a call that queues it.
@@ -48,29 +49,47 @@ fn conv3x3_rows(name: &str, batch: usize, channels: usize, side: usize, dtype: F
     rows
 }
 
-/// `[rows, k] × [k, n]`: a linear projection over every token of a batch.
-fn linear(name: &str, rows: usize, k: usize, n: usize, dtype: FloatDType, device: &Device) -> OpCase {
+/// `[rows, k] × [k, n] + bias`: a linear projection over every token of a batch, by burn's matmul
+/// and, where the device runs our kernels, ours, on the same operands.
+fn linear_rows(name: &str, rows: usize, k: usize, n: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
     let x = random([rows, k], dtype, device);
     let w = random([k, n], dtype, device) * (1.0 / (k as f64).sqrt());
-    OpCase {
-        name: format!("{name}: linear {rows}×{k}·{k}×{n}"),
-        tflop: Some(2.0 * (rows * k * n) as f64 / 1e12),
-        run: Box::new(move || x.clone().matmul(w.clone()).unsqueeze::<4>()),
+    let b = random([n], dtype, device);
+    let name = format!("{name}: linear {rows}×{k}·{k}×{n}");
+    let tflop = Some(2.0 * (rows * k * n) as f64 / 1e12);
+    let (x1, w1, b1) = (x.clone(), w.clone(), b.clone());
+    let mut cases = vec![OpCase { name: name.clone(), tflop, run: Box::new(move || (x1.clone().matmul(w1.clone()) + b1.clone().unsqueeze()).unsqueeze::<4>()) }];
+    if kernels::runs_kernels(device) {
+        cases.push(OpCase { name: format!("{name} ours"), tflop, run: Box::new(move || kernels::matmul(x.clone(), w.clone(), Some(b.clone())).unsqueeze::<4>()) });
     }
+    cases
 }
 
-/// softmax(q·kᵀ/√d)·v with `heads` heads of `dim` over `queries` × `keys` tokens, batch 2.
-fn attention(name: &str, heads: usize, dim: usize, queries: usize, keys: usize, dtype: FloatDType, device: &Device) -> OpCase {
+/// softmax(q·kᵀ/√d)·v with `heads` heads of `dim` over `queries` × `keys` tokens, batch 2: with
+/// burn's matmuls and, where the device runs our kernels, ours.
+fn attention_rows(name: &str, heads: usize, dim: usize, queries: usize, keys: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
     let batch = 2;
     let q = random([batch, heads, queries, dim], dtype, device);
     let k = random([batch, heads, keys, dim], dtype, device);
     let v = random([batch, heads, keys, dim], dtype, device);
-    let flop = 2.0 * 2.0 * (batch * heads * queries * keys * dim) as f64;
-    OpCase {
-        name: format!("{name}: attention {heads}×{dim} {queries}→{keys} tokens ×{batch}"),
-        tflop: Some(flop / 1e12),
-        run: Box::new(move || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET)),
+    let tflop = Some(2.0 * 2.0 * (batch * heads * queries * keys * dim) as f64 / 1e12);
+    let name = format!("{name}: attention {heads}×{dim} {queries}→{keys} tokens ×{batch}");
+    let row = |suffix: &str, ours: bool| {
+        let (q, k, v) = (q.clone(), k.clone(), v.clone());
+        OpCase {
+            name: format!("{name}{suffix}"),
+            tflop,
+            run: Box::new(move || {
+                let attend = || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET);
+                if ours { with_own_matmul(attend) } else { kernels::with_own_kernels(false, attend) }
+            }),
+        }
+    };
+    let mut cases = vec![row("", false)];
+    if kernels::runs_kernels(device) {
+        cases.push(row(" ours", true));
     }
+    cases
 }
 
 /// GroupNorm (32 groups) + SiLU on `[batch, channels, side, side]`: burn's ops and, where the
@@ -103,14 +122,14 @@ pub fn sd15_cases(size: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase
     // The transformer blocks: q/k/v/out are [tokens, c]·[c, c]; the GEGLU feed-forward [c, 8c] in.
     for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {
         let tokens = 2 * side * side;
-        cases.push(linear(&format!("UNet level {level} attention proj"), tokens, channels, channels, dtype, device));
-        cases.push(linear(&format!("UNet level {level} feed-forward in"), tokens, channels, 8 * channels, dtype, device));
+        cases.extend(linear_rows(&format!("UNet level {level} attention proj"), tokens, channels, channels, dtype, device));
+        cases.extend(linear_rows(&format!("UNet level {level} feed-forward in"), tokens, channels, 8 * channels, dtype, device));
     }
     // SD 1.5: 8 heads at every level, so the head size grows with the channels.
     for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {
-        cases.push(attention(&format!("UNet level {level} self"), 8, channels / 8, side * side, side * side, dtype, device));
+        cases.extend(attention_rows(&format!("UNet level {level} self"), 8, channels / 8, side * side, side * side, dtype, device));
     }
-    cases.push(attention("UNet level 0 cross", 8, 40, l * l, 77, dtype, device));
+    cases.extend(attention_rows("UNet level 0 cross", 8, 40, l * l, 77, dtype, device));
     cases.extend(group_norm_silu_rows("UNet level 0", 2, 320, l, dtype, device));
     cases.extend(group_norm_silu_rows("VAE decoder level 2", 1, 256, 4 * l, dtype, device));
     cases

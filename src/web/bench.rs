@@ -65,7 +65,8 @@ pub async fn run_bench(options: JsValue, on_row: Function) -> Result<JsValue, Js
 
 /// The GPU check with real weights: a TAESD-family autoencoder (`config`: its diffusers
 /// config.json; `weights`: its safetensors bytes) round-trips `photo` (PNG bytes) at `size`².
-/// Resolves with {psnr_db, random_psnr_db, latent_shape, latent_mean, latent_std, input,
+/// Resolves with {psnr_db, random_psnr_db, pass_db (TAEF2's bound at this size on the astronaut
+/// photo, where there is one), latent_shape, latent_mean, latent_std, input,
 /// round_trip, random}, each image as {width, height, png}. See src/tools/roundtrip.rs.
 #[wasm_bindgen]
 pub async fn taesd_round_trip(config: String, weights: Vec<u8>, photo: Vec<u8>, size: usize, seed: u32) -> Result<JsValue, JsValue> {
@@ -80,6 +81,10 @@ pub async fn taesd_round_trip(config: String, weights: Vec<u8>, photo: Vec<u8>, 
     let out = Object::new();
     set(&out, "psnr_db", r.psnr_db);
     set(&out, "random_psnr_db", r.random_psnr_db);
+    // The bound is TAEF2's on the astronaut photo, which is what bench.html sends.
+    if let Some(bound) = crate::tools::roundtrip::taef2_passing_psnr_db(size) {
+        set(&out, "pass_db", bound);
+    }
     set(&out, "latent_shape", r.latent_shape.iter().map(|&d| JsValue::from(d as u32)).collect::<js_sys::Array>());
     set(&out, "latent_mean", r.latent_mean);
     set(&out, "latent_std", r.latent_std);

@@ -26,7 +26,7 @@ test('downloads the test model, generates an image into the gallery, and cancels
   const site = await startSite();
   const browser = await launchBrowser();
   try {
-    const { context, page } = await openGpuPage(browser, site.url);
+    const { context, page, requests } = await openGpuPage(browser, site.url);
 
     await page.selectOption('#model-select', 'tiny-sd1');
     await page.click('#download');
@@ -103,6 +103,15 @@ test('downloads the test model, generates an image into the gallery, and cancels
     }
     assert.ok(pngs[0].equals(pngs[1]), 'the offline run with the same seed made a different image');
     assert.ok(pngs[0].equals(png), 'the offline image differs from the first run');
+
+    // Privacy: through the whole session (load, download, generate, gallery, cancel, reload
+    // offline) every request went to the page's own origin (the test model is served from it),
+    // or stayed in the browser (blob:, data:). The model's shards are among them, so requests
+    // from the worker are seen too.
+    const origin = new URL(site.url).origin;
+    const elsewhere = requests.filter((u) => !u.startsWith(`${origin}/`) && !/^(blob|data):/.test(u));
+    assert.deepEqual(elsewhere, [], 'requests to another host');
+    assert.ok(requests.some((u) => /\/www\/models\/tiny-sd1\/[0-9a-f]{64}\.bin/.test(u)), `no shard request seen among ${requests.length}`);
   } finally {
     await browser.close();
     site.close();

@@ -73,15 +73,19 @@ export async function recordMessages(context) {
 }
 
 /** Opens `url` in a new context (downloads allowed) that records the worker's messages; resolves
- * once WebGPU is ready and the form lists Rust's samplers. Returns {context, page}. */
+ * once WebGPU is ready and the form lists Rust's samplers. Returns {context, page, requests}:
+ * `requests` gathers the URL of every request the context makes from then on (the page, its
+ * workers, the service worker), for the privacy check. */
 export async function openGpuPage(browser, url) {
   const context = await browser.newContext({ acceptDownloads: true });
+  const requests = [];
+  context.on('request', (r) => requests.push(r.url()));
   await recordMessages(context);
   const page = await context.newPage();
   await page.goto(url);
   await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
   await page.waitForSelector('body[data-form="ready"]', { timeout: 60_000 });
-  return { context, page };
+  return { context, page, requests };
 }
 
 /** Waits for a worker message of `type` (and `id`, when given); returns it. */

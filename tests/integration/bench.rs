@@ -145,11 +145,22 @@ fn our_conv3x3_kernel_equals_the_exact_conv() {
 /// ≤ 2e-3 in f16), at the shapes of `kernels::check::GROUP_NORM_CASES`: groups of one channel and of
 /// many, odd pixel counts, a group longer than one reduction chunk, a mean far from zero.
 #[test]
-fn our_group_norm_kernel_equals_burns() {
+fn our_group_norm_kernel_equals_the_exact_group_norm() {
     use burn::tensor::FloatDType;
     let device = crate::common::wgpu_device();
     let checks = pollster::block_on(websd::kernels::check::check_group_norm(&device, &[FloatDType::F32, FloatDType::F16])).unwrap();
     assert_eq!(checks.len(), 2 * websd::kernels::check::GROUP_NORM_CASES.len());
+    assert_checks(&checks);
+}
+
+/// Our matmul kernel equals the f64 matmul (≤ 1e-5 relative in f32, ≤ 2e-3 in f16) at the shapes
+/// of `kernels::check::MATMUL_CASES`: transposed and broadcast operands, a bias, every tiling.
+#[test]
+fn our_matmul_kernel_equals_the_exact_matmul() {
+    use burn::tensor::FloatDType;
+    let device = crate::common::wgpu_device();
+    let checks = pollster::block_on(websd::kernels::check::check_matmul(&device, &[FloatDType::F32, FloatDType::F16])).unwrap();
+    assert_eq!(checks.len(), 2 * websd::kernels::check::MATMUL_CASES.len());
     assert_checks(&checks);
 }
 

@@ -64,12 +64,21 @@ pub fn encode_png(image: &RgbaImage, parameters: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The largest side of a PNG websd reads (an 8K photo fits; SD itself draws at most 2048).
+pub const MAX_PNG_SIDE: u32 = 8192;
+
 /// Decodes a PNG file into RGBA8 (RGB, grey and palette images get an opaque alpha).
 pub fn decode_png(what: &str, bytes: &[u8]) -> Result<RgbaImage> {
     let bad = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("{what}: not a PNG image websd can read ({e})"));
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8() | png::Transformations::ALPHA);
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
+    // The header's size is checked before the pixel buffer is allocated: a 100 000² header would
+    // otherwise ask for 40 GB and abort the process (the tab, in the browser).
+    let (width, height) = (reader.info().width, reader.info().height);
+    if width > MAX_PNG_SIDE || height > MAX_PNG_SIDE {
+        return Err(Error::InvalidInput(format!("{what}: the PNG is {width}×{height} pixels; websd reads PNGs up to {MAX_PNG_SIDE}×{MAX_PNG_SIDE}")));
+    }
     let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| bad(&"too large"))?];
     let info = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
     buf.truncate(info.buffer_size());

@@ -34,6 +34,10 @@ pub const EOS: u32 = 49407;
 pub const MAX_LEN: usize = 77;
 /// Prompt tokens per 77-id sequence.
 pub const CHUNK: usize = MAX_LEN - 2;
+/// The most chunks a prompt may have (1200 tokens, about 5000 characters of English): every chunk
+/// is one more text-encoder pass and 77 more keys in every cross-attention of every step, so a
+/// pasted 100 kB text would run for hours in a browser. Longer prompts are refused in words.
+pub const MAX_CHUNKS: usize = 16;
 
 /// CLIP's 48894 BPE merges (`left right` per line, by rank), from openai-clip's
 /// bpe_simple_vocab_16e6.txt.gz: the vocabulary follows from them (see `from_merges`).
@@ -269,8 +273,12 @@ impl PromptLength {
         Ok(Self { tokens: encoded.token_count, chunks: encoded.chunks.len() })
     }
 
-    /// What users are told when a prompt is split (None when it fits one chunk).
+    /// What users are told when a prompt is split (None when it fits one chunk), or refused
+    /// (over [`MAX_CHUNKS`]).
     pub fn notice(&self, what: &str) -> Option<String> {
+        if self.chunks > MAX_CHUNKS {
+            return Some(too_long(what, self.tokens));
+        }
         (self.chunks > 1).then(|| {
             format!(
                 "the {what} has {} tokens, more than CLIP's {CHUNK}: it is encoded as {} chunks of up to {CHUNK} tokens and the chunks are joined (as A1111 does)",
@@ -278,6 +286,11 @@ impl PromptLength {
             )
         })
     }
+}
+
+/// The refusal of a prompt of `tokens` tokens, over [`MAX_CHUNKS`] chunks.
+pub fn too_long(what: &str, tokens: usize) -> String {
+    format!("the {what} has {tokens} tokens; websd takes up to {} ({MAX_CHUNKS} chunks of {CHUNK}): shorten it", MAX_CHUNKS * CHUNK)
 }
 
 #[cfg(test)]
@@ -295,6 +308,11 @@ mod tests {
         assert_eq!(long, PromptLength { tokens: CHUNK + 1, chunks: 2 });
         let notice = long.notice("prompt").unwrap();
         assert!(notice.contains("76 tokens") && notice.contains("2 chunks"), "{notice}");
+        // Over the limit the notice says it will be refused (StableDiffusion::tokenize refuses it).
+        let at_limit = PromptLength::of(&"cat ".repeat(MAX_CHUNKS * CHUNK)).unwrap();
+        assert!(at_limit.notice("prompt").unwrap().contains("16 chunks of up to 75"));
+        let over = PromptLength::of(&"cat ".repeat(MAX_CHUNKS * CHUNK + 1)).unwrap();
+        assert_eq!(over.notice("negative prompt").unwrap(), "the negative prompt has 1201 tokens; websd takes up to 1200 (16 chunks of 75): shorten it");
         assert!(std::sync::Arc::ptr_eq(&ClipTokenizer::shared(EOS).unwrap(), &ClipTokenizer::shared(EOS).unwrap()));
     }
 

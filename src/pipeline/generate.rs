@@ -151,6 +151,9 @@ impl StableDiffusion {
     pub fn tokenize(&self, text: &str) -> Result<(Chunks, Vec<Vec<f32>>)> {
         let tokenizer = ClipTokenizer::shared(self.pad_token as u32)?;
         let encoded = tokenizer.encode_weighted(text)?;
+        if encoded.chunks.len() > crate::tokenizer::MAX_CHUNKS {
+            return Err(Error::InvalidInput(crate::tokenizer::too_long("prompt", encoded.token_count)));
+        }
         Ok((encoded.chunks.into_iter().map(|c| c.into_iter().map(i64::from).collect()).collect(), encoded.weights))
     }
 

@@ -5,6 +5,7 @@ mod cli;
 mod clip;
 mod common;
 mod configs;
+mod hostile;
 mod lora;
 mod parity;
 mod pipeline;

@@ -61,7 +61,46 @@ struct ConvShape {
     width: usize,
 }
 
-type V4 = Vector<f32, Const<4>>;
+pub(crate) type V4 = Vector<f32, Const<4>>;
+
+/// The products of one staged slice, shared by the conv and the matmul: each invocation's
+/// `4·rv × 4·cv` accumulators gain `DEPTH` rank-1 updates from the rows tile (`[DEPTH][16·rv]`
+/// vec4s) and the columns tile (`[DEPTH][16·cv]` vec4s). Every workgroup-memory read feeds 16
+/// multiply-adds.
+#[cube]
+pub(crate) fn multiply_staged(rows_tile: &Shared<[V4]>, cols_tile: &Shared<[V4]>, acc: &mut Array<V4>, #[comptime] tiling: Tiling) {
+    let rv = comptime!(tiling.row_vecs);
+    let cv = comptime!(tiling.col_vecs);
+    let depth = comptime!(DEPTH);
+    let row_vecs = comptime!(THREADS_SIDE * rv);
+    let col_vecs = comptime!(THREADS_SIDE * cv);
+    let tx = UNIT_POS_X as usize;
+    let ty = UNIT_POS_Y as usize;
+    let mut a = Array::<V4>::new(rv);
+    let mut b = Array::<V4>::new(cv);
+    #[unroll]
+    for kk in 0..depth {
+        #[unroll]
+        for i in 0..rv {
+            a[i] = rows_tile[kk * row_vecs + ty + i * THREADS_SIDE];
+        }
+        #[unroll]
+        for j in 0..cv {
+            b[j] = cols_tile[kk * col_vecs + tx + j * THREADS_SIDE];
+        }
+        #[unroll]
+        for i in 0..rv {
+            #[unroll]
+            for e in 0..4usize {
+                let s = V4::new(a[i].extract(e));
+                #[unroll]
+                for j in 0..cv {
+                    acc[(i * 4 + e) * cv + j] += s * b[j];
+                }
+            }
+        }
+    }
+}
 
 #[cube(launch_unchecked)]
 fn conv3x3_kernel<E: Float>(input: &[E], weight: &[E], bias: &[E], output: &mut [E], shape: ConvShape, #[comptime] tiling: Tiling, #[define(E)] _dtype: ElemType) {
@@ -110,8 +149,6 @@ fn conv3x3_kernel<E: Float>(input: &[E], weight: &[E], bias: &[E], output: &mut 
     for i in 0..4 * rv * cv {
         acc[i] = V4::new(0.0);
     }
-    let mut a = Array::<V4>::new(rv);
-    let mut b = Array::<V4>::new(cv);
 
     let mut k0 = 0usize;
     while k0 < k_total {
@@ -150,28 +187,7 @@ fn conv3x3_kernel<E: Float>(input: &[E], weight: &[E], bias: &[E], output: &mut 
         }
         sync_cube();
 
-        #[unroll]
-        for kk in 0..depth {
-            #[unroll]
-            for i in 0..rv {
-                a[i] = weights_tile[kk * row_vecs + ty + i * THREADS_SIDE];
-            }
-            #[unroll]
-            for j in 0..cv {
-                b[j] = input_tile[kk * col_vecs + tx + j * THREADS_SIDE];
-            }
-            #[unroll]
-            for i in 0..rv {
-                #[unroll]
-                for e in 0..4usize {
-                    let s = V4::new(a[i].extract(e));
-                    #[unroll]
-                    for j in 0..cv {
-                        acc[(i * 4 + e) * cv + j] += s * b[j];
-                    }
-                }
-            }
-        }
+        multiply_staged(&weights_tile, &input_tile, &mut acc, tiling);
         sync_cube();
         k0 += depth;
     }

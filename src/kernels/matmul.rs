@@ -10,7 +10,7 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::conv3x3::{DEPTH, THREADS, THREADS_SIDE, Tiling};
+use super::conv3x3::{DEPTH, THREADS, THREADS_SIDE, Tiling, V4, multiply_staged};
 
 /// Sizes and element strides. Batch dims of size 1 have stride 0 (broadcast).
 #[derive(CubeLaunch, CubeType)]
@@ -28,8 +28,6 @@ struct MatmulShape {
     rhs_depth: usize,
     rhs_col: usize,
 }
-
-type V4 = Vector<f32, Const<4>>;
 
 #[cube(launch_unchecked)]
 fn matmul_kernel<E: Float>(
@@ -74,8 +72,6 @@ fn matmul_kernel<E: Float>(
     for i in 0..4 * rv * cv {
         acc[i] = V4::new(0.0);
     }
-    let mut a = Array::<V4>::new(rv);
-    let mut b = Array::<V4>::new(cv);
 
     let mut k0 = 0usize;
     while k0 < shape.k {
@@ -109,28 +105,7 @@ fn matmul_kernel<E: Float>(
         }
         sync_cube();
 
-        #[unroll]
-        for kk in 0..depth {
-            #[unroll]
-            for i in 0..rv {
-                a[i] = lhs_tile[kk * row_vecs + ty + i * THREADS_SIDE];
-            }
-            #[unroll]
-            for j in 0..cv {
-                b[j] = rhs_tile[kk * col_vecs + tx + j * THREADS_SIDE];
-            }
-            #[unroll]
-            for i in 0..rv {
-                #[unroll]
-                for e in 0..4usize {
-                    let s = V4::new(a[i].extract(e));
-                    #[unroll]
-                    for j in 0..cv {
-                        acc[(i * 4 + e) * cv + j] += s * b[j];
-                    }
-                }
-            }
-        }
+        multiply_staged(&lhs_tile, &rhs_tile, &mut acc, tiling);
         sync_cube();
         k0 += depth;
     }

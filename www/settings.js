@@ -2,6 +2,7 @@
 // (reuse settings, last session), seeds, size presets and the img2img start image.
 
 import { maskPixels, resetMask, setUpMask } from './mask.js';
+import { showError } from './progress.js';
 
 const $ = (id) => document.getElementById(id);
 const SAVED = 'websd-settings';
@@ -202,7 +203,15 @@ function setInitImage(blob) {
   $('init-image-preview').src = initImageUrl ?? '';
   $('init-image-shown').hidden = !blob;
   resetMask(null);
-  if (blob) createImageBitmap(blob).then((b) => { if (initImage === blob) resetMask({ width: b.width, height: b.height }); b.close(); }, () => {});
+  // A file the browser cannot decode (cut, or not an image) is refused now, in words, not at
+  // Generate.
+  if (blob) {
+    createImageBitmap(blob).then((b) => { if (initImage === blob) resetMask({ width: b.width, height: b.height }); b.close(); }, () => {
+      if (initImage !== blob) return;
+      setInitImage(null);
+      showError(`${blob.name ?? 'The pasted image'} could not be read as an image (cut short, or not an image): choose a PNG, JPEG or WebP file.`);
+    });
+  }
   $('init-image-none').hidden = Boolean(blob);
   if (!blob) $('init-image-file').value = '';
 }

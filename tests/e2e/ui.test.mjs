@@ -113,6 +113,12 @@ test('img2img start image: choose a file, see it, remove it', async () => {
     await page.click('#init-image-clear');
     assert.equal(await page.isHidden('#init-image-shown'), true);
     assert.equal(await page.evaluate(() => document.activeElement.id), 'init-image-file');
+
+    // A cut file is refused when chosen, in words, and nothing is kept as the start image.
+    await page.setInputFiles('#init-image-file', { name: 'cut.png', mimeType: 'image/png', buffer: onePixelPng.subarray(0, 40) });
+    await page.waitForSelector('#error:not([hidden])');
+    assert.equal(await page.textContent('#error'), 'cut.png could not be read as an image (cut short, or not an image): choose a PNG, JPEG or WebP file.');
+    assert.equal(await page.isHidden('#init-image-shown'), true);
   } finally {
     await context.close();
   }

@@ -56,10 +56,10 @@ pub fn set_own_kernels(on: bool) {
     OWN_KERNELS.store(on, Ordering::Relaxed);
 }
 
-/// Runs `f` with our kernels on or off, then restores the setting: a bench row that times burn's
-/// op beside ours. (Ops are chosen as they are queued, so the lazy execution after does not matter.)
-pub fn with_own_kernels<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    let before = OWN_KERNELS.swap(on, Ordering::Relaxed);
+/// Runs `f` with our kernels off, then restores the setting: a bench row that times burn's op
+/// beside ours. (Ops are chosen as they are queued, so the lazy execution after does not matter.)
+pub fn without_own_kernels<T>(f: impl FnOnce() -> T) -> T {
+    let before = OWN_KERNELS.swap(false, Ordering::Relaxed);
     let out = f();
     OWN_KERNELS.store(before, Ordering::Relaxed);
     out

@@ -81,7 +81,7 @@ fn attention_rows(name: &str, heads: usize, dim: usize, queries: usize, keys: us
             tflop,
             run: Box::new(move || {
                 let attend = || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET);
-                if ours { with_own_matmul(attend) } else { kernels::with_own_kernels(false, attend) }
+                if ours { with_own_matmul(attend) } else { kernels::without_own_kernels(attend) }
             }),
         }
     };

@@ -20,7 +20,7 @@ const CACHE = `websd-shell-${self.WEBSD_BUILD ?? 'dev'}`;
 const SHELL = [
   './', 'index.html', 'bench.html', 'manifest.webmanifest',
   'www/app.js', 'www/worker.js', 'www/worker-client.js', 'www/store.js', 'www/db.js', 'www/format.js',
-  'www/gpu.js', 'www/models-ui.js', 'www/settings.js', 'www/mask.js', 'www/loras-ui.js', 'www/lora-store.js', 'www/import-ui.js', 'www/gallery.js', 'www/progress.js', 'www/tokens.js', 'www/bench.js',
+  'www/gpu.js', 'www/hosts.js', 'www/models-ui.js', 'www/settings.js', 'www/mask.js', 'www/loras-ui.js', 'www/lora-store.js', 'www/import-ui.js', 'www/gallery.js', 'www/progress.js', 'www/tokens.js', 'www/bench.js',
   'www/style.css', 'www/icon.svg', 'www/models.json',
   'www/pkg/websd.js', 'www/pkg/websd_bg.wasm',
 ].map((p) => new URL(p, self.location).href);
@@ -51,23 +51,47 @@ function shellKey(request) {
   return SHELL_SET.has(url.href) ? url.href : null;
 }
 
+// The worker's Content-Security-Policy. A dedicated worker takes its policy from its script's
+// response, not from the page's meta tag, and the worker is what downloads models: it may connect
+// to the page's origin and to the hosts the page names in the `connect` parameter of the worker's
+// URL (www/hosts.js: the catalog's, the stored models' and those the user typed in).
+const WORKER = new URL('www/worker.js', self.location).href;
+const HOST_SOURCE = /^https?:\/\/(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:\d{1,5})?$/i;
+
+function workerPolicy(requestUrl) {
+  const hosts = (new URL(requestUrl).searchParams.get('connect') ?? '').split(' ').filter((h) => HOST_SOURCE.test(h));
+  return ["default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", `connect-src ${["'self'", ...hosts].join(' ')}`,
+    "object-src 'none'", "base-uri 'none'"].join('; ');
+}
+
+function withPolicy(response, policy) {
+  const headers = new Headers(response.headers);
+  headers.set('content-security-policy', policy);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const key = shellKey(event.request);
   if (!key) return; // shards, manifests and everything else: the network, untouched
   event.respondWith((async () => {
-    const cache = await caches.open(CACHE);
-    try {
-      const response = await fetch(event.request, { cache: 'no-cache' });
-      if (response.ok) {
-        const cached = await cache.match(key);
-        const etag = response.headers.get('etag');
-        if (!cached || !etag || cached.headers.get('etag') !== etag) event.waitUntil(cache.put(key, response.clone()));
-      }
-      return response;
-    } catch (e) {
-      const cached = await cache.match(key);
-      if (cached) return cached;
-      throw e;
-    }
+    const response = await networkOrCache(event, key);
+    return key === WORKER ? withPolicy(response, workerPolicy(event.request.url)) : response;
   })());
 });
+
+async function networkOrCache(event, key) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(event.request, { cache: 'no-cache' });
+    if (response.ok) {
+      const cached = await cache.match(key);
+      const etag = response.headers.get('etag');
+      if (!cached || !etag || cached.headers.get('etag') !== etag) event.waitUntil(cache.put(key, response.clone()));
+    }
+    return response;
+  } catch (e) {
+    const cached = await cache.match(key);
+    if (cached) return cached;
+    throw e;
+  }
+}

@@ -2,7 +2,8 @@
 // page never freezes; the page only sends requests and shows what comes back.
 import { WorkerClient } from './worker-client.js';
 import { webgpuProblem, showUnsupported, showGpu, showProbe, showProbeError } from './gpu.js';
-import { setUpModels, selectedId, modelInfo, offerSuggestion, chooseModel } from './models-ui.js';
+import { setUpModels, loadCatalog, catalogUrls, selectedId, modelInfo, offerSuggestion, chooseModel } from './models-ui.js';
+import { foreignOrigins, storedModelUrls, workerUrl } from './hosts.js';
 import { setUpImport } from './import-ui.js';
 import { setUpSettings, readForGenerate, applySettings, setUpForm } from './settings.js';
 import { setUpLoras } from './loras-ui.js';
@@ -15,6 +16,8 @@ const $ = (id) => document.getElementById(id);
 let client;
 let gpuReady = false;
 let busy = false;
+let webgpuMissing = false;
+let allowedOrigins = new Set(); // the hosts the worker may download from (www/hosts.js)
 
 function drawPixels({ width, height, pixels }) {
   const canvas = $('preview-canvas');
@@ -93,12 +96,29 @@ function onStep({ step, total, preview }) {
  */
 function recover(reason) {
   const message = `The GPU stopped working: ${reason.replace(/\.$/, '')}. websd has reconnected to it: press Generate to try again; the model reloads from this device's storage.`;
-  gpuReady = false;
-  client.restart(message); // a generation waiting for its images fails with this message
-  setBusy(false);
+  restartWorker(message); // a generation waiting for its images fails with this message
   showIdle('GPU reconnecting…');
   showError(message);
-  client.post({ type: 'init' });
+}
+
+function restartWorker(reason) {
+  gpuReady = false;
+  client.restart(reason);
+  setBusy(false);
+  if (!webgpuMissing) client.post({ type: 'init' });
+}
+
+/**
+ * Lets the worker download from `url`'s host (the user chose it): a host not yet in the worker's
+ * Content-Security-Policy needs a new worker, whose script's URL names it (www/hosts.js).
+ */
+function allowDownloadsFrom(url, { downloading }) {
+  const added = [...foreignOrigins([url])].filter((o) => !allowedOrigins.has(o));
+  if (!added.length) return;
+  if (busy || downloading) throw new Error(`Wait for the ${busy ? 'image' : 'current download'} to finish, then download from ${added.join(', ')}: websd starts its worker again to allow a new host.`);
+  for (const o of added) allowedOrigins.add(o);
+  client.url = workerUrl(allowedOrigins);
+  restartWorker(`websd restarted its worker to allow downloads from ${added.join(', ')}`);
 }
 
 function registerServiceWorker() {
@@ -111,6 +131,8 @@ async function main() {
   registerServiceWorker();
   setUpSettings();
   $('generate').addEventListener('click', generate);
+  // The button is the form's submit button: the click above is the action, never a navigation.
+  $('settings').addEventListener('submit', (e) => e.preventDefault());
   $('cancel').addEventListener('click', () => {
     client?.post({ type: 'cancel' });
     showProgress('Cancelling…', null);
@@ -123,7 +145,10 @@ async function main() {
   // The store works without WebGPU (models can still be listed and deleted), so the worker starts
   // either way; only the GPU is asked for when there is one.
   const problem = await webgpuProblem();
-  client = new WorkerClient(new URL('./worker.js', import.meta.url));
+  webgpuMissing = Boolean(problem);
+  await loadCatalog();
+  allowedOrigins = foreignOrigins([...catalogUrls(), ...await storedModelUrls().catch(() => [])]);
+  client = new WorkerClient(workerUrl(allowedOrigins));
   client.onfailure = (message) => showUnsupported(`The worker failed to start: ${message}.`);
   client.on('crashed', ({ message }) => recover(message));
   // For tests of recovery (and anyone curious): destroys the GPU device as a driver reset would.
@@ -145,7 +170,7 @@ async function main() {
     else if (phase === 'protocol') showError(message);
   });
   client.post({ type: 'form' });
-  await setUpModels(client);
+  await setUpModels(client, { beforeDownload: allowDownloadsFrom });
   setUpImport(client, { onImported: chooseModel });
   setUpLoras(client);
   setUpTokenCounter(client);

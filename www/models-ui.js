@@ -9,6 +9,7 @@ const SELECTED = 'websd-model';
 const SUGGESTED = 'websd-suggested-applied'; // ids whose suggested settings were filled in once
 
 let client;
+let beforeDownload = () => {}; // (manifestUrl, {downloading}) => void: lets the worker reach its host, or throws
 let catalog = [];            // entries of models.json, manifest resolved to an absolute URL
 let stored = new Map();      // id → summary from the worker ({name, totalBytes, storedBytes, complete, ...})
 const downloading = new Set();
@@ -33,7 +34,11 @@ export function modelInfo(id) {
   return { id, entry, summary, name: summary?.name ?? names.get(id) ?? entry?.name ?? id };
 }
 
-async function loadCatalog() {
+/** The catalog's manifest URLs (once loadCatalog has run). */
+export function catalogUrls() { return catalog.map((m) => m.manifestUrl); }
+
+/** Reads www/models.json; without it the picker lists only stored models (and says so). */
+export async function loadCatalog() {
   const url = new URL('models.json', import.meta.url);
   try {
     const response = await fetch(url);
@@ -156,6 +161,12 @@ function renderStorage({ usage, quota, persisted, models }) {
 
 async function startDownload(id, manifestUrl) {
   clearError();
+  try {
+    beforeDownload(manifestUrl, { downloading: downloading.size > 0 });
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
   downloading.add(id);
   renderSelected();
   // persist() exists only on the page (not in workers): ask before the worker fills the disk.
@@ -173,9 +184,9 @@ function onProgress({ id, name, done, total, bytesPerSec, etaSec }) {
   showProgress(text, total > 0 ? done / total : null);
 }
 
-export async function setUpModels(workerClient) {
+export async function setUpModels(workerClient, options = {}) {
   client = workerClient;
-  await loadCatalog();
+  beforeDownload = options.beforeDownload ?? beforeDownload;
   renderPicker();
   $('model-select').addEventListener('change', () => {
     localStorage.setItem(SELECTED, selectedId());

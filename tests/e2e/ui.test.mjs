@@ -177,7 +177,8 @@ test('the inpainting mask paints with a finger on a touch screen, and the stroke
     // The GPU status lines above the mask change height when the worker reports; wait for them, and
     // turn off scroll anchoring, so that scrollY moves only if the page really scrolls.
     await page.waitForSelector('body[data-gpu="ready"][data-probe="done"]');
-    await page.addStyleTag({ content: 'html, body { overflow-anchor: none; }' });
+    // (Through the CSSOM: the page's Content-Security-Policy refuses inline <style>.)
+    await page.evaluate(() => { for (const e of [document.documentElement, document.body]) e.style.overflowAnchor = 'none'; });
     await page.locator('#mask-canvas').scrollIntoViewIfNeeded();
     const box = await page.locator('#mask-canvas').boundingBox();
     const scrollBefore = await page.evaluate(() => window.scrollY);

@@ -26,6 +26,8 @@ export function openDb() {
       const db = request.result;
       // A newer version of the page (another tab) wants to upgrade: let it, reopen on next use.
       db.onversionchange = () => { db.close(); opening = null; };
+      // The browser closed it (the site's data was cleared or evicted): the next use opens it again.
+      db.onclose = () => { opening = null; };
       resolve(db);
     };
     request.onerror = () => { opening = null; reject(request.error); };

@@ -239,4 +239,7 @@ export async function setUpModels(workerClient, options = {}) {
     }
   });
   client.post({ type: 'list-models' });
+  // The browser may clear the site's data while the tab is in the background (eviction): coming
+  // back, list what is really stored, so a model gone is offered for download again.
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) client.post({ type: 'list-models' }); });
 }

@@ -107,7 +107,12 @@ const loadKey = (id, loras) => JSON.stringify([id, [...loras].sort((a, b) => a.n
 
 async function load(id, loras) {
   const model = await store.getModel(id);
-  if (!model) throw new Error(`${id} is not downloaded`);
+  if (!model) {
+    // The page listed it as stored: the browser has cleared this site's data since. Say so, and
+    // send the page the list as it is now, so that it offers the download again.
+    await postModels().catch(() => {});
+    throw new Error(`${GONE} Download it again.`);
+  }
   if (!model.complete) throw new Error(`${model.name} is only partly downloaded: finish its download first`);
   const files = [];
   for (const { name, weight } of loras) {
@@ -118,13 +123,18 @@ async function load(id, loras) {
   loaded = null;
   const info = await websd.load_model(
     JSON.stringify(model.manifest),
-    (sha256) => store.getShard(sha256),
+    (sha256) => store.getShard(sha256).catch(async (e) => {
+      if (!(await store.getModel(id).catch(() => null))) { await postModels().catch(() => {}); throw new Error(`${GONE} Download it again.`); }
+      throw e;
+    }),
     (done, total) => postMessage({ type: 'load-progress', done, total }),
     files,
   );
   loaded = { id, loras, key: loadKey(id, loras) };
   postMessage({ type: 'loaded', id, info, loras });
 }
+
+const GONE = 'This model is no longer stored on this device: the browser has removed this site’s data (browsers may, when the disk runs low, unless the site’s storage is persistent).';
 
 let importing = null; // {cancelled}: the import running in this worker
 

@@ -153,6 +153,8 @@ async function main() {
   client.on('crashed', ({ message }) => recover(message));
   // For tests of recovery (and anyone curious): destroys the GPU device as a driver reset would.
   window.websdDestroyGpu = () => client.post({ type: 'destroy-gpu' });
+  // For the soak test: {wasm_bytes, gpu: {reserved, in_use, allocations}} of the worker.
+  window.websdMemory = () => client.request({ type: 'memory' }, ['memory'], 'memory');
   client.on('gpu', ({ info }) => { gpuReady = true; showGpu(info); client.post({ type: 'probe' }); });
   client.on('probe', ({ values }) => showProbe(values));
   client.on('form', setUpForm);

@@ -13,6 +13,7 @@
 //     checkpoint or diffusers folder from this computer (in Rust, a range at a time) into a stored model
 //     · {type:'cancel-import'}
 //   · {type:'destroy-gpu'} (destroys the GPU device, as a driver reset would: tests recovery)
+//   · {type:'memory'} → {type:'memory', wasm_bytes, gpu: {reserved, in_use, allocations} | null}
 //   · {type:'bench', options} (bench.html: see run_bench in src/web/bench.rs)
 //   · {type:'roundtrip', size} (bench.html's GPU check with real weights: TAEF2 round-trips a photo)
 // Worker → page: {type:'gpu', info} · {type:'probe', values}
@@ -278,6 +279,8 @@ const handlers = {
     postMessage({ type: 'roundtrip', result });
   },
   'destroy-gpu': async () => { await wasm(); websd.destroy_gpu_device(); },
+  // For the soak test (and anyone curious): the wasm heap's size and the GPU memory burn holds.
+  memory: async () => { const exports = await wasm(); postMessage({ type: 'memory', wasm_bytes: exports.memory.buffer.byteLength, gpu: websd.gpu_memory() }); },
   cancel: async () => { cancelRequested = true; },
 };
 // The phase an error is reported under, when it is not the message type itself.

@@ -66,6 +66,7 @@ mod flags {
                 "--device",
                 "--dtype",
                 "--out",
+                "--soak",
             ],
             &["--taesd", "--cpu"],
             1,
@@ -140,11 +141,14 @@ mod cli {
   generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps N] [--guidance G] [--seed 0]
            [--width W] [--height H] [--scheduler NAME] [--batch 1] [--clip-skip 1]
            [--init IMAGE.png --strength 0.75 [--mask MASK.png]] [--taesd] [--cpu] [--dtype f32|f16]
-           [--lora FILE.safetensors[:WEIGHT]]… [--lora-dir DIR]
+           [--lora FILE.safetensors[:WEIGHT]]… [--lora-dir DIR] [--soak N]
            [--out out.png]    MODEL: a converted model folder (manifest.json) or a diffusers folder;
                               steps, guidance, size and scheduler left out are the model's own
                               (20 / 7.5 / its sample size / its scheduler_config; LCM: 4 steps;
                               what its manifest suggests)
+                              --soak N: N generations in one process (seeds from --seed, batch
+                              alternating 1 and --batch, every 5th cancelled after a step), the
+                              GPU memory after each; fails if it grows 10% past the first 5 runs'
   sizes [--model sd15|sd21|sd-turbo]
                                the text-to-image download under each storage choice
   noise --seed S [--stream N] [--count N]
@@ -369,6 +373,21 @@ mod cli {
         }
         let started = std::time::Instant::now();
         let name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if let Some(i) = args.iter().position(|a| a == "--soak") {
+            use websd::tools::soak;
+            let runs: usize = args.get(i + 1).and_then(|v| v.parse().ok()).ok_or("--soak must be a number of runs")?;
+            let mb = |b: u64| b as f64 / 1e6;
+            println!("run  seed        batch  cancelled  GPU reserved MB  in use MB");
+            let done = pollster::block_on(soak::soak(&sd, &settings, &name, &device, runs, |i, r| {
+                println!("{i:>3}  {:<10}  {:>5}  {:>9}  {:>15.2}  {:>9.2}", r.seed, r.batch, if r.cancelled { "yes" } else { "no" }, mb(r.reserved), mb(r.in_use));
+            }))
+            .map_err(|e| e.to_string())?;
+            eprintln!("{runs} runs in {:.1} s", started.elapsed().as_secs_f64());
+            return match soak::growth(&done) {
+                Some(leak) => Err(leak),
+                None => Ok(()),
+            };
+        }
         let mut bar = ProgressBar::new();
         let images = pollster::block_on(sd.generate_images(&settings, &name, |done, total, _| {
             bar.show(done, total);

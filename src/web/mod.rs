@@ -72,6 +72,18 @@ fn device() -> Result<Device, JsValue> {
     Ok(gpu()?.0)
 }
 
+/// What burn's allocator holds on the GPU now, `{reserved, in_use, allocations}` (bytes; null
+/// before the GPU is opened): the soak test checks it stays bounded over many generations.
+#[wasm_bindgen]
+pub fn gpu_memory() -> JsValue {
+    let Some(usage) = gpu().ok().and_then(|(device, _)| device.memory_pool_usage()) else { return JsValue::NULL };
+    let o = Object::new();
+    set(&o, "reserved", usage.bytes_reserved as f64);
+    set(&o, "in_use", usage.bytes_in_use as f64);
+    set(&o, "allocations", usage.number_allocs as f64);
+    o.into()
+}
+
 /// The open GPU's device and what it offers.
 fn gpu() -> Result<(Device, GpuInfo), JsValue> {
     GPU.with(|g| g.borrow().as_ref().map(|(d, i, _)| (d.clone(), i.clone()))).ok_or_else(|| js_error("the GPU is not open yet: call init_gpu first"))

@@ -5,7 +5,7 @@
 
 use burn::prelude::*;
 use websd::error::Error;
-use websd::model::clip::ClipTextModel;
+use websd::model::clip::{ClipConfig, ClipTextModel};
 use websd::model::config::{TextTimeSpec, UNetConfig};
 use websd::model::unet::{TextTime, UNet2DConditionModel};
 use websd::pipeline::StableDiffusion;
@@ -34,17 +34,25 @@ fn unet_inputs(reference: &SafetensorsSource, case: usize, device: &Device) -> (
     )
 }
 
-#[test]
-fn sdxl_unet_matches_diffusers() {
-    let device = Device::flex();
-    let unet = UNet2DConditionModel::from_dir(fixtures().join("sdxl/unet"), &device).expect("load unet");
+fn check_unet(device: &Device, tag: &str) {
+    let unet = UNet2DConditionModel::from_dir(fixtures().join("sdxl/unet"), device).expect("load unet");
     assert_eq!(unet.text_time(), Some(TextTimeSpec { time_dim: 8, input_dim: 72 }));
     let reference = parity("sdxl/unet");
     for case in 0..3 {
-        let (sample, t, ctx) = unet_inputs(&reference, case, &device);
-        let out = unet.forward_text_time(sample, t, ctx, None, Some(text_time(&reference, case, &device))).unwrap();
-        assert_close(&format!("sdxl unet case{case}"), out, &reference, &format!("case{case}.out"), 1e-4);
+        let (sample, t, ctx) = unet_inputs(&reference, case, device);
+        let out = unet.forward_text_time(sample, t, ctx, None, Some(text_time(&reference, case, device))).unwrap();
+        assert_close(&format!("{tag} sdxl unet case{case}"), out, &reference, &format!("case{case}.out"), 1e-4);
     }
+}
+
+#[test]
+fn sdxl_unet_matches_diffusers() {
+    check_unet(&Device::flex(), "flex");
+}
+
+#[test]
+fn wgpu_sdxl_unet_matches_diffusers() {
+    check_unet(&crate::common::wgpu_device(), "wgpu");
 }
 
 /// The UNet takes SDXL's conditioning exactly when its config says `text_time`, in the widths
@@ -121,9 +129,10 @@ fn sdxl_prompt_conditioning_matches_diffusers() {
 }
 
 /// The published SDXL base, SDXL-Turbo and refiner UNet configs (tests/fixtures/configs, copied
-/// unmodified) parse into SDXL's block structure.
+/// unmodified) parse into SDXL's block structure, and their text encoders into ViT-L and bigG
+/// with its projection.
 #[test]
-fn real_sdxl_unet_configs_give_sdxl_blocks() {
+fn real_sdxl_configs_give_sdxl_structure() {
     let read = |file: &str| UNetConfig::from_json(&std::fs::read_to_string(fixtures().join("configs/unet").join(file)).unwrap()).unwrap();
     for file in ["sdxl-base-hdrj-one-c8714c9.json", "sdxl-turbo-jschalter-fd8eb9c.json"] {
         let c = read(file);
@@ -144,6 +153,19 @@ fn real_sdxl_unet_configs_give_sdxl_blocks() {
     assert_eq!(refiner.transformer_layers().unwrap(), vec![4; 4]);
     assert_eq!(refiner.cross_dims().unwrap(), vec![1280; 4]);
     assert_eq!(refiner.text_time().unwrap(), Some(TextTimeSpec { time_dim: 256, input_dim: 1280 + 5 * 256 }));
+
+    let text = |file: &str| ClipConfig::from_json(&std::fs::read_to_string(fixtures().join("configs/text_encoder").join(file)).unwrap()).unwrap();
+    for (first, second) in [
+        ("sdxl-base-jschalter-3ecaa31.json", "sdxl-base-text-encoder-2-jschalter-13b129b.json"),
+        ("sdxl-turbo-jschalter-53bd2ac.json", "sdxl-turbo-text-encoder-2-jschalter-683a3ba.json"),
+    ] {
+        let (vit_l, big_g) = (text(first), text(second));
+        assert!(!vit_l.with_projection() && vit_l.hidden_act == "quick_gelu" && vit_l.hidden_size == 768, "{first}");
+        assert!(big_g.with_projection() && big_g.hidden_act == "gelu", "{second}");
+        assert_eq!((big_g.hidden_size, big_g.num_hidden_layers, big_g.projection_dim), (1280, 32, 1280), "{second}");
+        // Both say eos_token_id 2: transformers pools at the largest id (the EOS, 49407).
+        assert_eq!((vit_l.eos_token_id, big_g.eos_token_id), (2, 2));
+    }
 }
 
 /// Copies `from` into `to`, folders included.

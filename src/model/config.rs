@@ -1,8 +1,8 @@
 //! diffusers' `config.json` for UNet2DConditionModel and AutoencoderKL, as plain data.
 //!
 //! Only what SD 1.x, 2.x, SD-Turbo, SDXL (base, refiner, Turbo), LCM-distilled and the distilled
-//! (BK-SDM, segmind) UNets use is supported; anything else that would change the computation is refused with a clear message
-//! rather than silently ignored.
+//! (BK-SDM, segmind) UNets use is supported; anything else that would change the computation is
+//! refused with a clear message rather than silently ignored.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -233,7 +233,9 @@ impl UNetConfig {
             None => Ok(None),
             Some("text_time") => match (self.addition_time_embed_dim, self.projection_class_embeddings_input_dim) {
                 (Some(time_dim), Some(input_dim)) if time_dim > 0 && time_dim.is_multiple_of(2) && input_dim > 0 => Ok(Some(TextTimeSpec { time_dim, input_dim })),
-                (Some(time_dim), Some(input_dim)) => unsupported(format!("text_time with addition_time_embed_dim {time_dim} and projection_class_embeddings_input_dim {input_dim}")),
+                (Some(time_dim), Some(input_dim)) => {
+                    unsupported(format!("text_time with addition_time_embed_dim {time_dim} and projection_class_embeddings_input_dim {input_dim}"))
+                }
                 _ => unsupported("`addition_embed_type` \"text_time\" needs addition_time_embed_dim and projection_class_embeddings_input_dim".into()),
             },
             Some(other) => unsupported(format!("`addition_embed_type` = \"{other}\" is not supported (only \"text_time\", SDXL's)")),

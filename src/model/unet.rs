@@ -151,14 +151,24 @@ impl UNet2DConditionModel {
 
     /// [`Self::forward`] with SDXL's added conditioning, which a `text_time` UNet requires and
     /// any other refuses.
-    pub fn forward_text_time(&self, sample: Tensor<4>, timesteps: Tensor<1>, context: Tensor<3>, guidance_embedding: Option<Tensor<2>>, text_time: Option<TextTime>) -> Result<Tensor<4>> {
+    pub fn forward_text_time(
+        &self,
+        sample: Tensor<4>,
+        timesteps: Tensor<1>,
+        context: Tensor<3>,
+        guidance_embedding: Option<Tensor<2>>,
+        text_time: Option<TextTime>,
+    ) -> Result<Tensor<4>> {
         let t = timestep_embedding(timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
         let mut temb = self.time_embedding.forward(t, guidance_embedding);
-        match (&self.add_embedding, self.text_time, text_time) {
-            (Some(add), Some(spec), Some(cond)) => temb = temb + add.forward(cond.embed(spec, sample.dims()[0], self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype()), None),
-            (None, _, None) => {}
-            (Some(_), _, None) => return Err(Error::InvalidInput("this UNet (SDXL) needs the pooled text embedding and the time ids".into())),
-            (_, _, Some(_)) => return Err(Error::InvalidInput("this UNet takes no pooled text embedding or time ids (only SDXL's does)".into())),
+        match (self.add_embedding.as_ref().zip(self.text_time), text_time) {
+            (Some((add, spec)), Some(cond)) => {
+                let added = cond.embed(spec, sample.dims()[0], self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
+                temb = temb + add.forward(added, None);
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(Error::InvalidInput("this UNet (SDXL) needs the pooled text embedding and the time ids".into())),
+            (None, Some(_)) => return Err(Error::InvalidInput("this UNet takes no pooled text embedding or time ids (only SDXL's does)".into())),
         }
 
         let mut x = conv::forward(&self.conv_in, sample);

@@ -1,5 +1,6 @@
 //! The CLIP text encoder as transformers' CLIPTextModel: SD 1.x's ViT-L/14 text tower (quick_gelu)
-//! and the OpenCLIP ViT-H text tower SD 2.x / SD-Turbo ship (gelu), configured by config.json.
+//! and the OpenCLIP ViT-H text tower SD 2.x / SD-Turbo ship (gelu), configured by config.json; and
+//! CLIPTextModelWithProjection, SDXL's second encoder (OpenCLIP bigG, gelu, with `text_projection`).
 
 use std::path::Path;
 
@@ -34,6 +35,12 @@ pub struct ClipConfig {
     /// legacy rule); otherwise the first `eos_token_id`.
     #[serde(default = "default_eos")]
     pub eos_token_id: i64,
+    /// `["CLIPTextModelWithProjection"]`: the pooled output goes through `text_projection`.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// The width of `text_projection`'s output (transformers' default: 512).
+    #[serde(default = "default_projection")]
+    pub projection_dim: usize,
 }
 
 fn default_positions() -> usize {
@@ -48,6 +55,9 @@ fn default_eps() -> f64 {
 fn default_eos() -> i64 {
     2
 }
+fn default_projection() -> usize {
+    512
+}
 
 impl ClipConfig {
     pub fn from_json(text: &str) -> Result<Self> {
@@ -58,7 +68,15 @@ impl ClipConfig {
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::UnsupportedConfig("hidden_size must divide into the attention heads".into()));
         }
+        if let Some(other) = c.architectures.iter().find(|a| !matches!(a.as_str(), "CLIPTextModel" | "CLIPTextModelWithProjection")) {
+            return Err(Error::UnsupportedConfig(format!("text encoder architecture `{other}` (only CLIPTextModel and CLIPTextModelWithProjection)")));
+        }
         Ok(c)
+    }
+
+    /// Whether the model carries `text_projection` (CLIPTextModelWithProjection).
+    pub fn with_projection(&self) -> bool {
+        self.architectures.iter().any(|a| a == "CLIPTextModelWithProjection")
     }
 
     /// SD 1.x: openai/clip-vit-large-patch14's text tower.
@@ -142,6 +160,17 @@ pub struct ClipOutput {
     pub pooled: Tensor<2>,
 }
 
+/// What SDXL takes from each of its text encoders.
+pub struct ClipXlOutput {
+    /// transformers' `hidden_states[-skip]`: a layer's output *without* the final layer norm
+    /// (SDXL's default is `skip` 2, the penultimate layer). [B, N, D]
+    pub hidden: Tensor<3>,
+    /// The final layer's pooled output (after the final layer norm, at the end-of-text token),
+    /// through `text_projection` when the model has one: CLIPTextModelWithProjection's
+    /// `text_embeds`, SDXL's pooled conditioning. [B, P]
+    pub pooled: Tensor<2>,
+}
+
 #[derive(Module, Debug)]
 pub struct ClipTextModel {
     /// The token embedding table in row chunks (see [`EMBEDDING_CHUNK_BYTES`]).
@@ -149,6 +178,8 @@ pub struct ClipTextModel {
     position_embedding: Tensor<2>,
     layers: Vec<EncoderLayer>,
     final_layer_norm: LayerNorm,
+    /// CLIPTextModelWithProjection's projection of the pooled output (no bias).
+    text_projection: Option<Linear>,
     #[module(skip)]
     eos_token_id: i64,
 }
@@ -172,13 +203,15 @@ impl ClipTextModel {
         let position_embedding = w.tensor("embeddings.position_embedding.weight", [c.max_position_embeddings, d])?;
         let layers = (0..c.num_hidden_layers).map(|i| EncoderLayer::load(w, &format!("encoder.layers.{i}"), c)).collect::<Result<Vec<_>>>()?;
         let final_layer_norm = w.layer_norm("final_layer_norm", d, c.layer_norm_eps)?;
+        // Outside `text_model.` in transformers' CLIPTextModelWithProjection and real checkpoints.
+        let text_projection = if c.with_projection() { Some(w.linear("text_projection", d, c.projection_dim, false)?) } else { None };
         // position_ids is a non-persistent buffer in transformers but older checkpoints store it;
-        // a projection head (CLIPTextModelWithProjection) is not used by SD 1.x/2.x.
+        // a projection head a CLIPTextModel config does not ask for is not used by SD 1.x/2.x.
         let unused: Vec<String> = w.unused("").into_iter().filter(|n| !n.ends_with("embeddings.position_ids") && !n.starts_with("text_projection")).collect();
         if !unused.is_empty() {
             return Err(Error::UnexpectedTensors(unused));
         }
-        Ok(Self { token_embedding, position_embedding, layers, final_layer_norm, eos_token_id: c.eos_token_id })
+        Ok(Self { token_embedding, position_embedding, layers, final_layer_norm, text_projection, eos_token_id: c.eos_token_id })
     }
 
     pub fn from_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
@@ -229,14 +262,52 @@ impl ClipTextModel {
     /// Encodes `ids` [B, N] (N ≤ 77). `skip` = 1 gives the last layer ("clip skip 1"), 2 the
     /// penultimate, and so on.
     pub fn forward(&self, ids: &[Vec<i64>], skip: usize) -> Result<ClipOutput> {
+        let mut x = self.embed(ids)?;
+        self.check_skip(skip)?;
+        for layer in &self.layers[..self.layers.len() + 1 - skip] {
+            x = layer.forward(x);
+        }
+        let hidden = self.final_layer_norm.forward(x);
+        let pooled = self.pool(&hidden, ids);
+        Ok(ClipOutput { hidden, pooled })
+    }
+
+    /// What SDXL's pipeline reads (`output_hidden_states`): `hidden_states[-skip]` without the
+    /// final layer norm (SDXL: `skip` 2; diffusers' `clip_skip` c is `skip` c + 2), and the
+    /// final layer's pooled output, projected when the model has `text_projection`.
+    pub fn forward_sdxl(&self, ids: &[Vec<i64>], skip: usize) -> Result<ClipXlOutput> {
+        let mut x = self.embed(ids)?;
+        self.check_skip(skip)?;
+        let mut kept = None;
+        // hidden_states[i + 1] is layer i's output, so hidden_states[-skip] is layer L - skip's.
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i + skip == self.layers.len() {
+                kept = Some(x.clone());
+            }
+        }
+        let pooled = self.pool(&self.final_layer_norm.forward(x), ids);
+        let pooled = match &self.text_projection {
+            Some(projection) => linear::forward(projection, pooled),
+            None => pooled,
+        };
+        Ok(ClipXlOutput { hidden: kept.expect("skip checked against the layer count"), pooled })
+    }
+
+    fn check_skip(&self, skip: usize) -> Result<()> {
+        if skip == 0 || skip > self.layers.len() {
+            return Err(Error::InvalidRequest(format!("clip skip must be 1..={}", self.layers.len())));
+        }
+        Ok(())
+    }
+
+    /// Token and position embeddings of `ids` [B, N] → [B, N, D], after checking the ids.
+    fn embed(&self, ids: &[Vec<i64>]) -> Result<Tensor<3>> {
         let b = ids.len();
         let n = ids.first().map(Vec::len).unwrap_or(0);
         let max = self.position_embedding.dims()[0];
         if n == 0 || n > max || ids.iter().any(|r| r.len() != n) {
             return Err(Error::InvalidInput(format!("token ids must be {b} rows of equal length 1..={max}")));
-        }
-        if skip == 0 || skip > self.layers.len() {
-            return Err(Error::InvalidRequest(format!("clip skip must be 1..={}", self.layers.len())));
         }
         let flat: Vec<i64> = ids.iter().flatten().copied().collect();
         let vocab = self.vocab_size() as i64;
@@ -244,12 +315,12 @@ impl ClipTextModel {
             return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
         let d = self.position_embedding.dims()[1];
-        let mut x = self.embed_tokens(&flat).reshape([b, n, d]) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>();
-        for layer in &self.layers[..self.layers.len() + 1 - skip] {
-            x = layer.forward(x);
-        }
-        let hidden = self.final_layer_norm.forward(x);
-        // The pooled token: transformers' rule for `eos_token_id` (see ClipConfig).
+        Ok(self.embed_tokens(&flat).reshape([b, n, d]) + self.position_embedding.clone().narrow(0, 0, n).unsqueeze::<3>())
+    }
+
+    /// `hidden` [B, N, D] at each row's pooled token (transformers' rule for `eos_token_id`, see
+    /// ClipConfig) → [B, D].
+    fn pool(&self, hidden: &Tensor<3>, ids: &[Vec<i64>]) -> Tensor<2> {
         let positions: Vec<usize> = ids
             .iter()
             .map(|row| {
@@ -261,7 +332,7 @@ impl ClipTextModel {
                 }
             })
             .collect();
-        let pooled = Tensor::cat(positions.iter().enumerate().map(|(i, &p)| hidden.clone().slice([i..i + 1, p..p + 1]).reshape([1, hidden.dims()[2]])).collect(), 0);
-        Ok(ClipOutput { hidden, pooled })
+        let d = hidden.dims()[2];
+        Tensor::cat(positions.iter().enumerate().map(|(i, &p)| hidden.clone().slice([i..i + 1, p..p + 1]).reshape([1, d])).collect(), 0)
     }
 }

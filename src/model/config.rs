@@ -1,8 +1,8 @@
 //! diffusers' `config.json` for UNet2DConditionModel and AutoencoderKL, as plain data.
 //!
-//! Only what SD 1.x, 2.x, SD-Turbo, LCM-distilled and the distilled (BK-SDM, segmind) UNets use is
-//! supported; anything else that would change the computation is refused with a clear message
-//! rather than silently ignored.
+//! Only what SD 1.x, 2.x, SD-Turbo, SDXL (base, refiner, Turbo), LCM-distilled and the distilled
+//! (BK-SDM, segmind) UNets use is supported; anything else that would change the computation is
+//! refused with a clear message rather than silently ignored.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -99,6 +99,16 @@ pub struct UNetConfig {
     pub conv_in_kernel: usize,
     #[serde(default = "three")]
     pub conv_out_kernel: usize,
+    /// SDXL's `"text_time"`: an embedding of the pooled text embedding and the micro-conditioning
+    /// time ids is added to the timestep embedding. No other added embedding is supported.
+    #[serde(default)]
+    pub addition_embed_type: Option<String>,
+    /// The sinusoidal embedding size of each time id (`text_time` only).
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    /// The added embedding's input: pooled text width + time ids × addition_time_embed_dim.
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
     /// Keys that would change the computation in ways we do not implement.
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
@@ -109,7 +119,6 @@ pub struct UNetConfig {
 const UNET_OFF_VALUES: &[(&str, &[&str])] = &[
     ("class_embed_type", &["null"]),
     ("num_class_embeds", &["null"]),
-    ("addition_embed_type", &["null"]),
     ("encoder_hid_dim", &["null"]),
     ("encoder_hid_dim_type", &["null"]),
     ("time_embedding_type", &["\"positional\""]),
@@ -130,8 +139,9 @@ const UNET_OFF_VALUES: &[(&str, &[&str])] = &[
 ];
 
 /// Keys that do not change the computation: metadata, training-only settings, and settings read
-/// only together with an embedding that UNET_OFF_VALUES already requires to be off.
-const UNET_IGNORED: &[&str] = &["sample_size", "dropout", "addition_time_embed_dim", "addition_embed_type_num_heads", "projection_class_embeddings_input_dim"];
+/// only together with an embedding we refuse (`addition_embed_type_num_heads`: "text" and
+/// "text_image" only).
+const UNET_IGNORED: &[&str] = &["sample_size", "dropout", "addition_embed_type_num_heads"];
 
 /// Whether a config key we do not model leaves the computation as we implement it. Unknown keys
 /// are refused unless null: a newer diffusers option must not be silently ignored.
@@ -190,6 +200,7 @@ impl UNetConfig {
         if self.conv_in_kernel.is_multiple_of(2) || self.conv_out_kernel.is_multiple_of(2) {
             return unsupported("even conv_in/conv_out kernels".into());
         }
+        self.text_time()?;
         self.heads()?;
         self.layers()?;
         self.transformer_layers()?;
@@ -213,6 +224,22 @@ impl UNetConfig {
 
     pub fn transformer_layers(&self) -> Result<Vec<usize>> {
         self.transformer_layers_per_block.expand(self.block_out_channels.len(), "transformer_layers_per_block")
+    }
+
+    /// SDXL's added `text_time` embedding, when the config has one.
+    pub fn text_time(&self) -> Result<Option<TextTimeSpec>> {
+        let unsupported = |m: String| Err(Error::UnsupportedConfig(format!("UNet: {m}")));
+        match self.addition_embed_type.as_deref() {
+            None => Ok(None),
+            Some("text_time") => match (self.addition_time_embed_dim, self.projection_class_embeddings_input_dim) {
+                (Some(time_dim), Some(input_dim)) if time_dim > 0 && time_dim.is_multiple_of(2) && input_dim > 0 => Ok(Some(TextTimeSpec { time_dim, input_dim })),
+                (Some(time_dim), Some(input_dim)) => {
+                    unsupported(format!("text_time with addition_time_embed_dim {time_dim} and projection_class_embeddings_input_dim {input_dim}"))
+                }
+                _ => unsupported("`addition_embed_type` \"text_time\" needs addition_time_embed_dim and projection_class_embeddings_input_dim".into()),
+            },
+            Some(other) => unsupported(format!("`addition_embed_type` = \"{other}\" is not supported (only \"text_time\", SDXL's)")),
+        }
     }
 
     pub fn cross_dims(&self) -> Result<Vec<usize>> {
@@ -249,6 +276,15 @@ const SD21_UNET: &str = r#"{
   "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
   "use_linear_projection": true, "upcast_attention": true
 }"#;
+
+/// SDXL's added conditioning: `add_time_proj` embeds each time id in `time_dim` sinusoidal
+/// features; `add_embedding` maps [pooled text, time features] (`input_dim` wide) to the timestep
+/// embedding's width.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextTimeSpec {
+    pub time_dim: usize,
+    pub input_dim: usize,
+}
 
 /// diffusers' AutoencoderKL config.json.
 #[derive(Debug, Clone, Deserialize)]
@@ -347,7 +383,7 @@ mod tests {
         assert!(with(r#""resnet_out_scale_factor": 1.0, "dropout": 0.1, "_name_or_path": "x""#).is_ok());
         for bad in [
             r#""num_class_embeds": 10"#,
-            r#""addition_embed_type": "text_time""#,
+            r#""addition_embed_type": "text_image""#,
             r#""only_cross_attention": true"#,
             r#""only_cross_attention": [false, true, false, false]"#,
             r#""time_embedding_act_fn": "silu""#,
@@ -357,6 +393,23 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("not supported"), "{bad}: {err}");
         }
+    }
+
+    /// SDXL's added embedding needs both of its sizes; other added embeddings are refused.
+    #[test]
+    fn text_time_needs_its_sizes() {
+        let with = |extra: &str| UNetConfig::from_json(&SD15_UNET.replacen('{', &format!("{{{extra},"), 1));
+        let c = with(r#""addition_embed_type": "text_time", "addition_time_embed_dim": 256, "projection_class_embeddings_input_dim": 2816"#).unwrap();
+        assert_eq!(c.text_time().unwrap(), Some(TextTimeSpec { time_dim: 256, input_dim: 2816 }));
+        assert_eq!(UNetConfig::sd15().text_time().unwrap(), None);
+        // Without text_time the two sizes change nothing (diffusers reads them only with it).
+        assert_eq!(with(r#""addition_time_embed_dim": 256, "projection_class_embeddings_input_dim": null"#).unwrap().text_time().unwrap(), None);
+        for bad in [r#""addition_embed_type": "text_time""#, r#""addition_embed_type": "text_time", "addition_time_embed_dim": 256"#] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("needs addition_time_embed_dim"), "{bad}: {err}");
+        }
+        let err = with(r#""addition_embed_type": "text_time", "addition_time_embed_dim": 7, "projection_class_embeddings_input_dim": 42"#).unwrap_err().to_string();
+        assert!(err.contains("addition_time_embed_dim 7"), "{err}");
     }
 
     /// SD 2.x style per-block lists, with up blocks using them reversed in diffusers.

@@ -6,7 +6,7 @@ use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
-use super::config::UNetConfig;
+use super::config::{TextTimeSpec, UNetConfig};
 use super::conv;
 use super::embeddings::{TimestepEmbedding, timestep_embedding};
 use super::resnet::group_norm_silu;
@@ -23,6 +23,10 @@ pub struct UNet2DConditionModel {
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// SDXL's `add_embedding`: the pooled text and time ids, embedded and added to the timestep's.
+    add_embedding: Option<TimestepEmbedding>,
+    #[module(skip)]
+    text_time: Option<TextTimeSpec>,
     #[module(skip)]
     time_proj_dim: usize,
     #[module(skip)]
@@ -61,6 +65,11 @@ impl UNet2DConditionModel {
         let k_in = config.conv_in_kernel;
         let conv_in = w.conv2d("conv_in", config.in_channels, boc[0], k_in, 1, k_in / 2, true)?;
         let time_embedding = TimestepEmbedding::load(w, "time_embedding", boc[0], temb_dim, config.time_cond_proj_dim)?;
+        let text_time = config.text_time()?;
+        let add_embedding = match text_time {
+            Some(spec) => Some(TimestepEmbedding::load(w, "add_embedding", spec.input_dim, temb_dim, None)?),
+            None => None,
+        };
 
         // Down blocks; record the channels of every skip connection, in order.
         let mut skip_channels = vec![boc[0]];
@@ -114,6 +123,8 @@ impl UNet2DConditionModel {
             up_blocks,
             conv_norm_out,
             conv_out,
+            add_embedding,
+            text_time,
             time_proj_dim: boc[0],
             flip_sin_to_cos: config.flip_sin_to_cos,
             freq_shift: config.freq_shift,
@@ -126,11 +137,39 @@ impl UNet2DConditionModel {
         crate::weights::safetensors::load_component_dir(dir.as_ref(), device, UNetConfig::from_json, Self::load)
     }
 
+    /// SDXL's added conditioning, when this UNet takes it (`addition_embed_type: "text_time"`).
+    pub fn text_time(&self) -> Option<TextTimeSpec> {
+        self.text_time
+    }
+
     /// Predicts noise (or v) for `sample` [B, C, h, w] at `timesteps` [B] given the text
-    /// conditioning [B, 77·k, D]. `guidance_embedding` [B, d] feeds LCM-distilled UNets.
+    /// conditioning [B, 77·k, D]. `guidance_embedding` [B, d] feeds LCM-distilled UNets. A UNet
+    /// that needs SDXL's added conditioning refuses this: see [`Self::forward_text_time`].
     pub fn forward(&self, sample: Tensor<4>, timesteps: Tensor<1>, context: Tensor<3>, guidance_embedding: Option<Tensor<2>>) -> Result<Tensor<4>> {
+        self.forward_text_time(sample, timesteps, context, guidance_embedding, None)
+    }
+
+    /// [`Self::forward`] with SDXL's added conditioning, which a `text_time` UNet requires and
+    /// any other refuses.
+    pub fn forward_text_time(
+        &self,
+        sample: Tensor<4>,
+        timesteps: Tensor<1>,
+        context: Tensor<3>,
+        guidance_embedding: Option<Tensor<2>>,
+        text_time: Option<TextTime>,
+    ) -> Result<Tensor<4>> {
         let t = timestep_embedding(timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
-        let temb = self.time_embedding.forward(t, guidance_embedding);
+        let mut temb = self.time_embedding.forward(t, guidance_embedding);
+        match (self.add_embedding.as_ref().zip(self.text_time), text_time) {
+            (Some((add, spec)), Some(cond)) => {
+                let added = cond.embed(spec, sample.dims()[0], self.flip_sin_to_cos, self.freq_shift)?.cast(sample.dtype());
+                temb = temb + add.forward(added, None);
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(Error::InvalidInput("this UNet (SDXL) needs the pooled text embedding and the time ids".into())),
+            (None, Some(_)) => return Err(Error::InvalidInput("this UNet takes no pooled text embedding or time ids (only SDXL's does)".into())),
+        }
 
         let mut x = conv::forward(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
@@ -146,5 +185,31 @@ impl UNet2DConditionModel {
             x = block.forward(x, &mut skips, &temb, &context);
         }
         Ok(conv::forward(&self.conv_out, group_norm_silu(&self.conv_norm_out, x)))
+    }
+}
+
+/// SDXL's added conditioning (diffusers' `added_cond_kwargs`).
+pub struct TextTime {
+    /// The second text encoder's projected pooled output. [B, P]
+    pub text_embeds: Tensor<2>,
+    /// Micro-conditioning: original size (h, w), crop top-left (y, x), target size (h, w) in
+    /// pixels for the base model; the refiner has an aesthetic score instead of the target size. [B, k]
+    pub time_ids: Tensor<2>,
+}
+
+impl TextTime {
+    /// `add_embedding`'s input [B, P + k·time_dim]: the text embedding, then every time id's
+    /// sinusoidal embedding in order (diffusers' concat order), in f32.
+    fn embed(self, spec: TextTimeSpec, batch: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<Tensor<2>> {
+        let ([b_text, p], [b_ids, k]) = (self.text_embeds.dims(), self.time_ids.dims());
+        if b_text != batch || b_ids != batch || p + k * spec.time_dim != spec.input_dim {
+            return Err(Error::InvalidInput(format!(
+                "SDXL conditioning: text_embeds [{b_text}, {p}] and time_ids [{b_ids}, {k}] for a batch of {batch}; \
+                 this UNet wants {} features (pooled + time ids × {})",
+                spec.input_dim, spec.time_dim
+            )));
+        }
+        let times = timestep_embedding(self.time_ids.reshape([batch * k]), spec.time_dim, flip_sin_to_cos, freq_shift)?.reshape([batch, k * spec.time_dim]);
+        Ok(Tensor::cat(vec![self.text_embeds.cast(burn::tensor::FloatDType::F32), times], 1))
     }
 }

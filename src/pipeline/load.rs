@@ -19,7 +19,9 @@ impl Configs {
     /// here, before any weight is read).
     pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
         let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")));
-        Ok(Self { unet: UNetConfig::from_json(&config("unet")?)?, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)? })
+        let unet = UNetConfig::from_json(&config("unet")?)?;
+        super::check_pipeline_unet(&unet)?;
+        Ok(Self { unet, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)? })
     }
 }
 
@@ -44,6 +46,7 @@ impl StableDiffusion {
             vae: VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
             text_encoder: ClipConfig::from_json(&read(dir.join("text_encoder/config.json"))?)?,
         };
+        super::check_pipeline_unet(&configs.unet)?;
         let taesd_dir = dir.join("taesd");
         let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &Default::default());
         let weights = |name: &str| SafetensorsSource::from_dir(dir.join(name));

@@ -55,6 +55,15 @@ pub struct Configs {
     pub text_encoder: ClipConfig,
 }
 
+/// Refuses a UNet this pipeline cannot drive: SDXL's needs two text encoders and the added
+/// `text_time` conditioning, which the pipeline does not make yet (the model itself runs it).
+pub fn check_pipeline_unet(unet: &UNetConfig) -> Result<()> {
+    if unet.text_time()?.is_some() {
+        return Err(Error::UnsupportedConfig("an SDXL UNet (addition_embed_type \"text_time\"): SDXL generation is not supported yet".into()));
+    }
+    Ok(())
+}
+
 /// Which decoder turns latents into pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decoder {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::clip::{ClipConfig, ClipTextModel};
 use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::taesd::{Taesd, TaesdConfig};
-use crate::model::unet::UNet2DConditionModel;
+use crate::model::unet::{TextTime, UNet2DConditionModel};
 use crate::model::vae::AutoencoderKL;
 use crate::weights::{SafetensorsSource, WeightLoader};
 
@@ -42,6 +42,12 @@ impl Case<'_> {
     /// Float input `name` of rank `D`, in the model's dtype.
     pub fn input<const D: usize>(&self, name: &str) -> Result<Tensor<D>> {
         Ok(self.reference.tensor::<D>(&self.name(name), self.device)?.cast(self.dtype))
+    }
+
+    /// Whether the case has a tensor `name` (for outputs only some fixtures record).
+    pub fn has(&self, name: &str) -> bool {
+        use crate::weights::TensorSource;
+        self.reference.shape(&self.name(name)).is_some()
     }
 
     /// Integer input `name` [B, N] as rows (token ids).
@@ -84,20 +90,37 @@ pub struct Runner {
 /// Every component parity can run. A new one is a line here and a load function below.
 pub const RUNNERS: &[Runner] = &[
     Runner { kind: "text_encoder", class: "CLIPTextModel", load: text_encoder },
+    Runner { kind: "text_encoder", class: "CLIPTextModelWithProjection", load: text_encoder },
     Runner { kind: "taesd", class: "AutoencoderTiny", load: taesd },
     Runner { kind: "unet", class: "UNet2DConditionModel", load: unet },
     Runner { kind: "vae", class: "AutoencoderKL", load: vae },
 ];
 
 /// transformers' CLIPTextModel: last hidden state, pooled output, and clip skip 2 (the
-/// penultimate layer through the final layer norm).
+/// penultimate layer through the final layer norm). CLIPTextModelWithProjection (SDXL's second
+/// encoder) gives the projected `text_embeds` instead of `pooled`. SDXL fixtures also record
+/// `penultimate_hidden_state_raw` (hidden_states[-2], no final layer norm: what SDXL reads).
 fn text_encoder(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
-    let model = ClipTextModel::load(&ClipConfig::from_json(config)?, w)?;
+    let config = ClipConfig::from_json(config)?;
+    let model = ClipTextModel::load(&config, w)?;
+    let projected = config.with_projection();
     Ok(Box::new(move |case| {
         let ids = case.rows("input_ids")?;
         let last = model.forward(&ids, 1)?;
         let penultimate = model.forward(&ids, 2)?;
-        Ok(vec![Output::new("last_hidden_state", last.hidden)?, Output::new("pooled", last.pooled)?, Output::new("penultimate_hidden_state", penultimate.hidden)?])
+        let mut outputs = vec![Output::new("last_hidden_state", last.hidden)?];
+        if !projected {
+            outputs.push(Output::new("pooled", last.pooled)?);
+        }
+        outputs.push(Output::new("penultimate_hidden_state", penultimate.hidden)?);
+        if projected || case.has("penultimate_hidden_state_raw") {
+            let sdxl = model.forward_sdxl(&ids, 2)?;
+            outputs.push(Output::new("penultimate_hidden_state_raw", sdxl.hidden)?);
+            if projected {
+                outputs.push(Output::new("text_embeds", sdxl.pooled)?);
+            }
+        }
+        Ok(outputs)
     }))
 }
 
@@ -107,13 +130,18 @@ fn taesd(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
     Ok(Box::new(move |case| Ok(vec![Output::new("encoded", model.encode(case.input::<4>("image")?))?, Output::new("decoded", model.decode(case.input::<4>("latents")?))?])))
 }
 
-/// diffusers' UNet2DConditionModel: `model(sample, timestep, encoder_hidden_states).sample`.
+/// diffusers' UNet2DConditionModel: `model(sample, timestep, encoder_hidden_states).sample`, with
+/// `added_cond_kwargs` (`text_embeds`, `time_ids`) for SDXL's.
 fn unet(config: &str, w: &mut WeightLoader) -> Result<CaseRunner> {
     let model = UNet2DConditionModel::load(&UNetConfig::from_json(config)?, w)?;
     Ok(Box::new(move |case| {
-        // Timesteps stay f32: they feed the sinusoidal embedding, not the weights.
+        // Timesteps and time ids stay f32: they feed sinusoidal embeddings, not the weights.
         let t = case.reference.tensor::<1>(&case.name("timestep"), case.device)?;
-        let out = model.forward(case.input::<4>("sample")?, t, case.input::<3>("encoder_hidden_states")?, None)?;
+        let text_time = match model.text_time() {
+            Some(_) => Some(TextTime { text_embeds: case.input::<2>("text_embeds")?, time_ids: case.reference.tensor::<2>(&case.name("time_ids"), case.device)? }),
+            None => None,
+        };
+        let out = model.forward_text_time(case.input::<4>("sample")?, t, case.input::<3>("encoder_hidden_states")?, None, text_time)?;
         Ok(vec![Output::new("out", out)?])
     }))
 }

@@ -565,7 +565,7 @@ fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Res
         config::{UNetConfig, VaeConfig},
     };
     ClipConfig::from_json(&components["text_encoder"].to_string())?;
-    UNetConfig::from_json(&components["unet"].to_string())?;
+    crate::pipeline::check_pipeline_unet(&UNetConfig::from_json(&components["unet"].to_string())?)?;
     VaeConfig::from_json(&components["vae"].to_string())?;
     crate::scheduler::SchedulerConfig::from_json(&scheduler.to_string())?;
     Ok(())

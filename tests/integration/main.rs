@@ -10,6 +10,7 @@ mod lora;
 mod parity;
 mod pipeline;
 mod scheduler;
+mod sdxl;
 mod taesd;
 mod tokenizer;
 mod unet;

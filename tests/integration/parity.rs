@@ -25,6 +25,11 @@ fn parity_runs_every_fixture_component_and_all_pass() {
         ("sd2/text_encoder", "text_encoder", 6),
         ("sd2/unet", "unet", 2),
         ("sd2/vae", "vae", 6),
+        // SDXL: the encoders' hidden_states[-2] without the final layer norm besides the usual
+        // outputs, the second's projected text_embeds instead of pooled; the UNet with text_time.
+        ("sdxl/text_encoder", "text_encoder", 8),
+        ("sdxl/text_encoder_2", "text_encoder", 8),
+        ("sdxl/unet", "unet", 3),
         ("taesd", "taesd", 4),
     ];
     for (component, kind, count) in expected {

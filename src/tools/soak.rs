@@ -52,3 +52,23 @@ pub fn growth(runs: &[SoakRun]) -> Option<String> {
     let (i, r) = runs.iter().enumerate().skip(WARMUP).find(|(_, r)| r.reserved > bound)?;
     Some(format!("GPU memory grew: run {i} holds {} bytes, over {bound} ({GROWTH} × the {peak} of the first {WARMUP} runs' peak)", r.reserved))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(reserved: &[u64]) -> Vec<SoakRun> {
+        reserved.iter().map(|&r| SoakRun { seed: 0, batch: 1, cancelled: false, reserved: r, in_use: r / 2 }).collect()
+    }
+
+    #[test]
+    fn growth_is_measured_from_the_warm_up_peak() {
+        // The pools fill during the warm-up (here up to 120): later runs may go to 132.
+        assert_eq!(growth(&runs(&[100, 120, 110, 115, 118, 132, 130, 125])), None);
+        let leak = growth(&runs(&[100, 120, 110, 115, 118, 125, 133])).expect("133 > 1.1 × 120");
+        assert!(leak.contains("run 6 holds 133 bytes, over 132"), "{leak}");
+        // Too few runs to set a bound or to test one: nothing to say.
+        assert_eq!(growth(&runs(&[])), None);
+        assert_eq!(growth(&runs(&[100, 900])), None);
+    }
+}

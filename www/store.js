@@ -164,12 +164,18 @@ async function fetchShard(url, shard, onBytes, signal) {
  * worker has Rust parse it as loading would: a manifest it refuses costs no download).
  * Resolves with the model's summary once every shard is stored and the model is marked complete.
  */
-export async function downloadModel(id, manifestUrl, { onProgress = () => {}, onRecorded = () => {}, check = () => {}, signal } = {}) {
+export async function downloadModel(id, manifestUrl, { onProgress = () => {}, onRecorded = () => {}, check = () => {}, signal, maxManifestBytes = Infinity } = {}) {
   let manifest;
   try {
     const response = await fetch(manifestUrl, { signal, cache: 'no-cache' });
     if (!response.ok) throw new StoreError(`the server answered HTTP ${response.status} for the manifest ${manifestUrl}`);
-    manifest = await response.json().catch((e) => { throw new StoreError(`${manifestUrl} is not valid JSON (${e.message})`); });
+    // A manifest larger than Rust reads is refused before it is read whole (a million tensors).
+    const tooLarge = (bytes) => new StoreError(`the manifest ${manifestUrl} is ${formatBytes(bytes)}, more than the ${formatBytes(maxManifestBytes)} a manifest may be (a real model's is under 1 MB)`);
+    const declared = Number(response.headers.get('content-length'));
+    if (declared > maxManifestBytes) throw tooLarge(declared);
+    const text = await response.text();
+    if (text.length > maxManifestBytes) throw tooLarge(text.length);
+    try { manifest = JSON.parse(text); } catch (e) { throw new StoreError(`${manifestUrl} is not valid JSON (${e.message})`); }
   } catch (e) {
     if (e instanceof StoreError || signal?.aborted) throw e;
     const crossOrigin = new URL(manifestUrl).origin !== self.location.origin;

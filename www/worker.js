@@ -87,8 +87,10 @@ async function download({ id, manifestUrl }) {
   const controller = new AbortController();
   downloads.set(id, controller);
   try {
+    await wasm();
     await store.downloadModel(id, manifestUrl, {
       signal: controller.signal,
+      maxManifestBytes: websd.max_manifest_bytes(),
       onRecorded: postModels, // the page lists the model (as partial) while it downloads
       check: async (manifest) => { await wasm(); websd.suggested_settings(JSON.stringify(manifest)); },
       onProgress: (p) => postMessage({ type: 'download-progress', id, ...p }),

@@ -11,6 +11,6 @@ pub mod ops;
 pub mod parity;
 pub mod probe;
 pub mod roundtrip;
-pub mod soak;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sizes;
+pub mod soak;

@@ -95,6 +95,13 @@ pub fn suggested_settings(manifest_json: &str) -> Result<JsValue, JsValue> {
     serde_wasm_bindgen::to_value(&suggested).map_err(js_error)
 }
 
+/// The largest manifest Rust reads (`weights::manifest::MAX_MANIFEST_BYTES`): the page's store
+/// refuses a larger download before reading it.
+#[wasm_bindgen]
+pub fn max_manifest_bytes() -> f64 {
+    crate::weights::manifest::MAX_MANIFEST_BYTES as f64
+}
+
 /// Generates images for `params` (`pipeline::generate::Settings`: img2img's `init_image` is
 /// `{width, height, pixels: Uint8Array}`). `on_step(step, total, preview | null)` is awaited after each step;
 /// resolving to false stops the run: the one way to cancel (the worker answers false once it has

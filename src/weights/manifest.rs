@@ -26,6 +26,10 @@ pub const MAX_SHARD_BYTES: u64 = 1 << 30;
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 /// No manifest may list more tensors or shards than this.
 pub const MAX_ENTRIES: usize = 1 << 20;
+/// No manifest may be larger than this: SD 1.5's is about 0.3 MB, SDXL's under 1 MB. Checked
+/// before parsing, so that a manifest of a million tensors costs nothing (the page's store checks
+/// it before reading the download, from `web::max_manifest_bytes`).
+pub const MAX_MANIFEST_BYTES: usize = 32 << 20;
 
 /// What is wrong with a manifest or a shard, naming the tensor or shard.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -223,6 +227,13 @@ struct RawTensor {
 impl Manifest {
     /// Parses and validates manifest.json bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, WeightsError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(WeightsError::Malformed(format!(
+                "it is {:.1} MB, more than the {} MiB a manifest may be (a real model's is under 1 MB)",
+                bytes.len() as f64 / 1e6,
+                MAX_MANIFEST_BYTES >> 20
+            )));
+        }
         // The version is checked first so that a future format gives a clear message rather than a
         // field error.
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| WeightsError::Malformed(e.to_string()))?;

@@ -366,3 +366,26 @@ test('a manifest Rust would refuse at load is refused before any shard is fetche
     await context.close();
   }
 });
+
+test('a manifest of a million tensors is refused before it is read whole', async () => {
+  // 1,000,000 entries (about 110 MB): over Rust's 32 MiB limit (MAX_MANIFEST_BYTES), refused by
+  // its Content-Length, nothing stored.
+  const entry = (i) => `{"component":"unet","name":"t${i}","shape":[1],"dtype":"f32","shard":0,"offset":${4 * i},"length":4}`;
+  const body = Buffer.from(`{"format":"websd-weights","version":1,"name":"Million","components":{},"shards":[],"tensors":[${Array.from({ length: 1_000_000 }, (_, i) => entry(i)).join(',')}]}`);
+  faults.set(`${MOUNT}million.json`, (req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+    res.end(body);
+    return true;
+  });
+  const context = await freshContext();
+  try {
+    const page = await newPage(context);
+    const url = new URL(`${MOUNT}million.json`, site.url).href;
+    await downloadByUrl(page, url);
+    const error = await waitForMessage(page, 'error', url, 60_000);
+    assert.equal(error.message, `the manifest ${url} is ${(body.length / 1e6).toFixed(1)} MB, more than the 33.6 MB a manifest may be (a real model's is under 1 MB)`);
+    await assertRefusedBeforeFetching(page, `${MOUNT}million.json`);
+  } finally {
+    await context.close();
+  }
+});

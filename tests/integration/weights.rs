@@ -505,6 +505,32 @@ fn missing_or_reshaped_tensor_fails_the_model_load() {
     assert!(matches!(UNet2DConditionModel::load(&config, &mut WeightLoader::new(&mut src, &device)), Err(Error::MissingTensor(_))));
 }
 
+/// A manifest of a million tensors (about 110 MB) is refused by its size before it is parsed;
+/// one just under the limit with 100,000 tensors parses or fails with a typed error.
+#[test]
+fn a_manifest_of_a_million_tensors_is_refused_before_parsing() {
+    let manifest = |n: usize| {
+        let entries: Vec<String> = (0..n).map(|i| format!(r#"{{"component":"unet","name":"t{i}","shape":[1],"dtype":"f32","shard":0,"offset":{},"length":4}}"#, 4 * i)).collect();
+        let size = 4 * n;
+        let sha = "0".repeat(64);
+        format!(
+            r#"{{"format":"websd-weights","version":1,"name":"Many","components":{{"unet":{{}}}},"shards":[{{"file":"s.bin","size":{size},"sha256":"{sha}"}}],"tensors":[{}]}}"#,
+            entries.join(",")
+        )
+    };
+    let million = manifest(1_000_000);
+    assert!(million.len() > websd::weights::manifest::MAX_MANIFEST_BYTES);
+    // Only the check before parsing says this (the parser would have read it whole first).
+    match Manifest::parse(million.as_bytes()) {
+        Err(WeightsError::Malformed(m)) => assert!(m.contains("more than the 32 MiB a manifest may be"), "{m}"),
+        other => panic!("{:?}", other.map(|m| m.tensors.len())),
+    }
+    let many = manifest(100_000);
+    assert!(many.len() < websd::weights::manifest::MAX_MANIFEST_BYTES);
+    let parsed = Manifest::parse(many.as_bytes()).expect("100,000 one-element tensors in one shard are a valid manifest");
+    assert_eq!(parsed.tensors.len(), 100_000);
+}
+
 // ------------------------------------------------------------------ fuzzing
 
 mod fuzz {

@@ -13,6 +13,9 @@ pub struct Fragment {
     pub weight: f32,
 }
 
+/// The largest weight a fragment gets, however its brackets nest (A1111 sets none; SD prompts use
+/// 0.5 to 2).
+pub const MAX_WEIGHT: f32 = 100.0;
 const ROUND: f32 = 1.1;
 const SQUARE: f32 = 1.0 / 1.1;
 
@@ -127,7 +130,9 @@ pub fn parse(prompt: &str) -> Vec<Fragment> {
         }
     };
     let mut weights: Vec<f32> = Vec::new();
-    let current = |weights: &Vec<f32>| weights.iter().product::<f32>();
+    // Nested weights multiply; each is finite, but their product need not be (an infinite one
+    // would turn the image into NaN), and beyond ±MAX_WEIGHT no weight means anything.
+    let current = |weights: &Vec<f32>| weights.iter().product::<f32>().clamp(-MAX_WEIGHT, MAX_WEIGHT);
     for (i, token) in tokens.iter().enumerate() {
         match (token, multiplier[i]) {
             (Token::Text(t), _) => push(t, current(&weights)),
@@ -172,6 +177,7 @@ mod tests {
         check("a (red) cat", &[f("a ", 1.0), f("red", 1.1), f(" cat", 1.0)]);
         check("a [red] cat", &[f("a ", 1.0), f("red", 1.0 / 1.1), f(" cat", 1.0)]);
         check("((red))", &[f("red", 1.21)]);
+        check("((red:1000):1000) (blue:-1000)", &[f("red", MAX_WEIGHT), f(" ", 1.0), f("blue", -MAX_WEIGHT)]);
         check("[[red]]", &[f("red", 1.0 / 1.21)]);
         check("([red])", &[f("red", 1.0)]);
         check("(red:1.5) cat", &[f("red", 1.5), f(" cat", 1.0)]);

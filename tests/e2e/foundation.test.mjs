@@ -32,7 +32,7 @@ test('worker reports a WebGPU adapter and the probe matches the native result', 
 test('our GPU kernels equal the exact results through the browser\'s WGSL compiler (WebGPU)', { timeout: 300_000 }, async () => {
   const browser = await launchBrowser();
   try {
-    const { page } = await openPage(browser, site.url);
+    const { page } = await openPage(browser, `${site.url}tests/e2e/module-host.html`);
     await page.evaluate(async () => {
       window.websd = await import('/www/pkg/websd.js');
       await window.websd.default();
@@ -77,7 +77,7 @@ test('without WebGPU the page says what is missing and which browsers work', asy
 test('seeded noise is bit-identical in the browser (wasm) and natively', async () => {
   const browser = await launchBrowser();
   try {
-    const { page } = await openPage(browser, site.url);
+    const { page } = await openPage(browser, `${site.url}tests/e2e/module-host.html`);
     const cases = [[42, 0], [7, 101], [2 ** 40 + 3, 1]];
     for (const [seed, stream] of cases) {
       const inBrowser = await page.evaluate(async ([seed, stream]) => {
@@ -100,7 +100,17 @@ test('errors from the wasm module carry their kind as their name; the form\'s sa
   try {
     const { page } = await openPage(browser, site.url);
     await page.waitForSelector('body[data-form="ready"]', { timeout: 60_000 });
-    const got = await page.evaluate(async () => {
+    const form = await page.evaluate(() => ({
+      listed: [...document.querySelectorAll('#scheduler option')].map((o) => [o.value, o.textContent]),
+      inputs: Object.fromEntries(['steps', 'guidance', 'width', 'height', 'batch', 'strength'].map((id) => {
+        const e = document.getElementById(id);
+        return [id, [e.min, e.max, e.step, e.value].map(Number)];
+      })),
+    }));
+    // The module itself, in a page of no policy (the app's page runs WebAssembly only in its worker).
+    const host = await browser.newPage();
+    await host.goto(`${site.url}tests/e2e/module-host.html`);
+    const got = await host.evaluate(async () => {
       const m = await import('/www/pkg/websd.js');
       await m.default();
       const failure = async (f) => { try { await f(); return 'no error'; } catch (e) { return `${e.name}: ${e.message}`; } };
@@ -112,15 +122,11 @@ test('errors from the wasm module carry their kind as their name; the form\'s sa
         badHint: await failure(() => m.suggested_settings(JSON.stringify(lying))),
         noModel: await failure(() => m.generate({}, () => true)),
         samplers: Array.from(m.samplers(), ({ name, label }) => [name, label]),
-        listed: [...document.querySelectorAll('#scheduler option')].map((o) => [o.value, o.textContent]),
         fields: m.setting_fields(),
-        inputs: Object.fromEntries(['steps', 'guidance', 'width', 'height', 'batch', 'strength'].map((id) => {
-          const e = document.getElementById(id);
-          return [id, [e.min, e.max, e.step, e.value].map(Number)];
-        })),
         html: await (await fetch('/index.html')).text(),
       };
     });
+    Object.assign(got, form);
     // Each number's default and range is Rust's (pipeline::generate::Field), and index.html
     // holds no copy of them: this page has no saved settings, so every input shows the default.
     const byName = Object.fromEntries(got.fields.map((f) => [f.name, f]));

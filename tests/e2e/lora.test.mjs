@@ -48,7 +48,7 @@ test('a LoRA added in the page changes the image as websd generate --lora does',
     assert.equal(await page.inputValue('#prompt'), 'a fox <lora:kohya:1>');
     await page.fill('#prompt', 'a fox <lora:kohya:0.7>');
     await page.click('#generate');
-    const loaded = await waitForMessage(page, 'loaded', 'tiny-sd1', 120_000);
+    const loaded = await waitForMessage(page, 'loaded', 'tiny-sd1', 240_000);
     assert.deepEqual(loaded.loras, [{ name: 'kohya', weight: 0.7 }]);
     await waitForMessage(page, 'images', undefined, 240_000);
     await page.waitForSelector('body[data-gallery="1"]');

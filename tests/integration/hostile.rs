@@ -110,3 +110,65 @@ fn a_100_kb_prompt_is_refused_in_words() {
     assert!(!out.status.success(), "a 100 kB prompt was accepted");
     assert!(err.contains("tokens; websd takes up to 1200 (16 chunks of 75): shorten it"), "{err}");
 }
+
+/// Prompt text from the weighting and LoRA syntax's own pieces, nested and unbalanced, with
+/// numbers near f32's limits, or any string at all.
+fn prompt_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("("),
+        Just(")"),
+        Just("["),
+        Just("]"),
+        Just(":"),
+        Just(":1.5)"),
+        Just(":1e38)"),
+        Just(":99999999999999999999999999999999999999)"),
+        Just(":-3)"),
+        Just(":0)"),
+        Just("<lora:"),
+        Just("x:0.7>"),
+        Just(">"),
+        Just("\\("),
+        Just("\\"),
+        Just("BREAK"),
+        Just(" "),
+        Just("a cat"),
+        Just("é"),
+        Just("🦊"),
+        Just("\u{0}"),
+        Just(","),
+    ];
+    prop_oneof![any::<String>(), proptest::collection::vec(piece, 0..60).prop_map(|v| v.concat())]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// No prompt panics the parsers or the tokenizer, and every token weight that comes out is a
+    /// finite number (an infinite one would turn the image into NaN).
+    #[test]
+    fn prompts_never_panic_and_weights_stay_finite(text in prompt_text()) {
+        let tokenizer = websd::tokenizer::ClipTokenizer::shared(websd::tokenizer::EOS).unwrap();
+        let _ = websd::prompt::lora_tags(&text);
+        for fragment in websd::prompt::parse(&text) {
+            prop_assert!(fragment.weight.is_finite(), "weight {} for {:?} of {:?}", fragment.weight, fragment.text, text);
+        }
+        if let Ok(encoded) = tokenizer.encode_weighted(&text) {
+            prop_assert!(encoded.weights.iter().flatten().all(|w| w.is_finite()), "{text:?}");
+        }
+        let _ = websd::tokenizer::PromptLength::of(&text);
+    }
+}
+
+/// Weights that are each finite but whose product is not (f32's limit is 3.4e38).
+#[test]
+fn nested_huge_weights_stay_finite() {
+    let huge = "9".repeat(38);
+    for prompt in
+        [&format!("((a lighthouse:{huge}):{huge})") as &str, &format!("((a:-{huge}):{huge})"), "((((((((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))))))))"]
+    {
+        for fragment in websd::prompt::parse(prompt) {
+            assert!(fragment.weight.is_finite(), "{prompt}: weight {} for {:?}", fragment.weight, fragment.text);
+        }
+    }
+}

@@ -509,14 +509,13 @@ fn missing_or_reshaped_tensor_fails_the_model_load() {
 /// one just under the limit with 100,000 tensors parses or fails with a typed error.
 #[test]
 fn a_manifest_of_a_million_tensors_is_refused_before_parsing() {
+    // The test model's manifest with its tensors replaced by `n` one-element f32 ones in shard 0.
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny-sd1/manifest.json")).unwrap()).unwrap();
     let manifest = |n: usize| {
-        let entries: Vec<String> = (0..n).map(|i| format!(r#"{{"component":"unet","name":"t{i}","shape":[1],"dtype":"f32","shard":0,"offset":{},"length":4}}"#, 4 * i)).collect();
-        let size = 4 * n;
-        let sha = "0".repeat(64);
-        format!(
-            r#"{{"format":"websd-weights","version":1,"name":"Many","components":{{"unet":{{}}}},"shards":[{{"file":"s.bin","size":{size},"sha256":"{sha}"}}],"tensors":[{}]}}"#,
-            entries.join(",")
-        )
+        let mut v = base.clone();
+        v["tensors"] =
+            (0..n).map(|i| serde_json::json!({"component": "unet", "name": format!("t{i}"), "shape": [1], "dtype": "f32", "shard": 0, "offset": 4 * i, "length": 4})).collect();
+        serde_json::to_string(&v).unwrap()
     };
     let million = manifest(1_000_000);
     assert!(million.len() > websd::weights::manifest::MAX_MANIFEST_BYTES);

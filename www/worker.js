@@ -114,7 +114,7 @@ async function load(id, loras) {
     // The page listed it as stored: the browser has cleared this site's data since. Say so, and
     // send the page the list as it is now, so that it offers the download again.
     await postModels().catch(() => {});
-    throw new Error(`${GONE} Download it again.`);
+    throw new Error(GONE);
   }
   if (!model.complete) throw new Error(`${model.name} is only partly downloaded: finish its download first`);
   const files = [];
@@ -127,7 +127,7 @@ async function load(id, loras) {
   const info = await websd.load_model(
     JSON.stringify(model.manifest),
     (sha256) => store.getShard(sha256).catch(async (e) => {
-      if (!(await store.getModel(id).catch(() => null))) { await postModels().catch(() => {}); throw new Error(`${GONE} Download it again.`); }
+      if (!(await store.getModel(id).catch(() => null))) { await postModels().catch(() => {}); throw new Error(GONE); }
       throw e;
     }),
     (done, total) => postMessage({ type: 'load-progress', done, total }),
@@ -137,7 +137,7 @@ async function load(id, loras) {
   postMessage({ type: 'loaded', id, info, loras });
 }
 
-const GONE = 'This model is no longer stored on this device: the browser has removed this site’s data (browsers may, when the disk runs low, unless the site’s storage is persistent).';
+const GONE = 'This model is no longer stored on this device: the browser has removed this site’s data (browsers may, when the disk runs low, unless the site’s storage is persistent). Download it again.';
 
 let importing = null; // {cancelled}: the import running in this worker
 

@@ -248,3 +248,63 @@ pub async fn check_matmul(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<
     }
     Ok(checks)
 }
+
+/// Attention cases as (batch, heads, queries, keys, head dim, q amplitude, q seen transposed):
+/// sizes that fill no block of 32 queries or keys, one key, cross-attention's 77 keys, SD's head
+/// dims (40, 64, 80, 160) and the VAE's one 512-wide head, and scores far apart (amplitude 8: the
+/// running maximum changes between key blocks, and an unstabilised softmax would overflow). With
+/// the transposed flag q is a `[B, Sq, H, D]` tensor seen as `[B, H, Sq, D]`, as the model splits
+/// its heads.
+pub const ATTENTION_CASES: [(usize, usize, usize, usize, usize, f64, bool); 7] = [
+    (1, 1, 5, 7, 8, 1.0, false),
+    (2, 3, 37, 77, 40, 1.0, true),
+    (1, 2, 33, 1, 64, 1.0, false),
+    (1, 2, 70, 100, 80, 8.0, true),
+    (2, 1, 40, 65, 160, 1.0, false),
+    (1, 1, 64, 40, 512, 1.0, false),
+    (1, 4, 96, 96, 64, 8.0, false),
+];
+
+/// softmax(q·kᵀ/√d)·v of `q [bh, sq, d]`, `k, v [bh, sk, d]` in f64, as `[b, sq, h, d]`: the exact
+/// reference.
+fn attention_f64(q: &[f32], k: &[f32], v: &[f32], [b, h, sq, sk, d]: [usize; 5]) -> Vec<f32> {
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut out = vec![0f32; b * h * sq * d];
+    for bh in 0..b * h {
+        let (qs, ks, vs) = (&q[bh * sq * d..], &k[bh * sk * d..], &v[bh * sk * d..]);
+        for i in 0..sq {
+            let scores: Vec<f64> = (0..sk).map(|j| (0..d).map(|p| qs[i * d + p] as f64 * ks[j * d + p] as f64).sum::<f64>() * scale).collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for p in 0..d {
+                let value: f64 = weights.iter().enumerate().map(|(j, w)| w * vs[j * d + p] as f64).sum::<f64>() / total;
+                out[(((bh / h) * sq + i) * h + bh % h) * d + p] = value as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Our attention ([`super::attention`]) against the f64 attention of the same rounded operands, at
+/// one case of [`ATTENTION_CASES`].
+pub async fn check_attention_case(device: &Device, dtype: FloatDType, (b, h, sq, sk, d, amplitude, transposed): (usize, usize, usize, usize, usize, f64, bool)) -> Result<Check> {
+    let normal = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let q = if transposed { normal([b, sq, h, d]).swap_dims(1, 2) } else { normal([b, h, sq, d]) };
+    let q = (q * amplitude).cast(dtype);
+    let (k, v) = (normal([b, h, sk, d]).cast(dtype), normal([b, h, sk, d]).cast(dtype));
+    let case = format!("attention {b}×{h} {sq}→{sk} tokens dim {d}{}{}", if amplitude != 1.0 { format!(" q×{amplitude}") } else { String::new() }, if transposed { " q transposed" } else { "" });
+    let expected = attention_f64(&read_f32(&case, q.clone()).await?, &read_f32(&case, k.clone()).await?, &read_f32(&case, v.clone()).await?, [b, h, sq, sk, d]);
+    compare(case, dtype, super::attention(q, k, v, 1.0 / (d as f64).sqrt()), [b, sq, h, d], &expected).await
+}
+
+/// [`check_attention_case`] at every case, in each of `dtypes`.
+pub async fn check_attention(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for &dtype in dtypes {
+        for case in ATTENTION_CASES {
+            checks.push(check_attention_case(device, dtype, case).await?);
+        }
+    }
+    Ok(checks)
+}

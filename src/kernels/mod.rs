@@ -3,6 +3,7 @@
 //! opaque operation in burn's lazy stream. burn's op stays the fallback (on the CPU backend);
 //! check.rs compares each kernel with exact (f64) results for the native and browser tests.
 
+pub mod attention;
 pub mod check;
 pub mod conv3x3;
 pub mod group_norm;
@@ -26,6 +27,9 @@ pub trait Kernels: Backend {
     #[fusion(dtype = lhs, shape = matmul::output_shape(lhs, rhs))]
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    #[fusion(dtype = q, shape = attention::output_shape(q, v))]
+    fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+
     #[fusion(dtype = lhs, shape = matmul::output_shape(lhs, rhs))]
     fn matmul_bias(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 }
@@ -45,6 +49,10 @@ impl Kernels for CubeBackend {
 
     fn matmul_bias(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         matmul::matmul(lhs, rhs, Some(bias))
+    }
+
+    fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        attention::attention(q, k, v, scale)
     }
 }
 
@@ -114,4 +122,12 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, bias: Option<Tenso
     let out = Tensor::<4>::from_dispatch(out);
     let dims = out.dims();
     out.reshape::<D, _>(std::array::from_fn::<usize, D, _>(|i| dims[4 - D + i]))
+}
+
+/// softmax(q·kᵀ·scale)·v for q `[B, H, Sq, D]`, k and v `[B, H, Sk, D]` through
+/// [`attention::attention`], without materialising the scores (online softmax, f32). The output
+/// is `[B, Sq, H, D]`: joining the heads after is a reshape. Only on a device where
+/// [`runs_kernels`].
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), scale))
 }

@@ -1,13 +1,17 @@
 //! Fused attention, softmax(q·kᵀ·scale)·v, that never materialises the score matrix (a
-//! "flash" kernel): each workgroup takes 32 queries of one head and walks the keys 32 at a time,
-//! keeping each query's running maximum, running sum and output in f32 registers and rescaling them
-//! when the maximum grows (online softmax). The model's chunked route writes up to 64 MiB of scores
-//! a chunk and reads them back three times (scale, softmax, ·v); this one keeps a 32 × 32 block in
-//! workgroup memory.
+//! "flash" kernel). Each invocation owns one query: its row of q and of the output stay in f32
+//! registers while it walks the keys 8 at a time, with a running maximum and sum, rescaling what
+//! it has summed when the maximum grows (online softmax). No invocation waits for another: the
+//! 64 queries of a workgroup read the same key and value at the same moment, which a GPU serves as
+//! one broadcast read. The model's chunked route writes up to 64 MiB of scores a chunk and reads
+//! them back three times (scale, softmax, ·v).
 //!
-//! 256 invocations a workgroup: 32 query rows × 8 lanes. For the scores each invocation computes
-//! 4 keys of its row (q·k staged 16 dims at a time); for the output each owns 4 of every 32 value
-//! columns. Workgroup memory: 2 + 2 + 4 + 4 KiB, under WebGPU's default 16 KiB.
+//! Why no workgroup memory: CPU implementations of WebGPU and Vulkan (SwiftShader, which runs the
+//! browser tests, and lavapipe) run a workgroup's barriers as coroutine switches. A first version
+//! that spread each query over 8 invocations (the row's maximum and sum through workgroup memory,
+//! 13 barriers every 32 keys) ran 4.7× slower than burn's matmuls on lavapipe, and a second that
+//! staged k and v in workgroup memory for 64 one-query invocations took lavapipe's shader compiler
+//! (LLVM's coroutine splitting) over 15 minutes to build.
 
 use burn::tensor::Shape;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -16,20 +20,17 @@ use cubecl::prelude::*;
 
 use super::conv3x3::V4;
 
-/// Queries a workgroup takes.
-const QUERIES: usize = 32;
-/// Keys in each step of the walk.
-const KEYS: usize = 32;
-/// Invocations along a query row (each holds 4 keys of the 32, or 4 of every 32 value columns).
-const LANES: usize = 8;
-/// Head dims staged at a time for q·kᵀ.
-const DEPTH: usize = 16;
-/// Value columns staged at a time for the output.
-const COLUMNS: usize = 4 * LANES;
-const THREADS: usize = QUERIES * LANES;
+/// Queries a workgroup takes: one an invocation.
+const QUERIES: usize = 64;
+/// Keys in each step of the walk: their scores are computed before the running maximum moves.
+const KEYS: usize = 8;
+/// The widest head the kernel takes: q and the output row are 2 × 160 f32 registers an invocation
+/// there (SD 1.5's widest head; SD 2 and SDXL use 64). The VAE's one 512-wide head takes the
+/// model's chunked route.
+pub const MAX_HEAD_DIM: usize = 160;
 
-/// Sizes and element strides of q, k, v (`[batch, heads, tokens, dim]`, any strides) and of the
-/// output (`[batch, tokens, heads, dim]`, written contiguous).
+/// Sizes and element strides of q, k, v (`[batch, heads, tokens, dim]`, any strides); the output
+/// (`[batch, tokens, heads, dim]`) is written contiguous.
 #[derive(CubeLaunch, CubeType)]
 struct AttentionShape {
     queries: usize,
@@ -50,150 +51,92 @@ struct AttentionShape {
     scale: f32,
 }
 
+/// Elements `row + 4·i .. +4` of a head row (`stride` apart), zeros past `head_dim`.
+#[cube]
+fn read_vec<E: Float>(t: &[E], row: usize, stride: usize, i: usize, #[comptime] head_dim: usize) -> V4 {
+    let mut vector = V4::new(0.0);
+    #[unroll]
+    for e in 0..4usize {
+        if i * 4 + e < head_dim {
+            vector.insert(e, f32::cast_from(t[row + (i * 4 + e) * stride]));
+        }
+    }
+    vector
+}
+
 #[cube(launch_unchecked)]
 fn attention_kernel<E: Float>(q: &[E], k: &[E], v: &[E], output: &mut [E], shape: AttentionShape, #[comptime] head_dim: usize, #[define(E)] _dtype: ElemType) {
-    let lane = UNIT_POS_X as usize;
-    let row = UNIT_POS_Y as usize;
-    let tid = UNIT_POS as usize;
-    let q0 = CUBE_POS_X as usize * QUERIES;
+    let gq = CUBE_POS_X as usize * QUERIES + UNIT_POS as usize;
     let batch = CUBE_POS_Y as usize / shape.heads;
     let head = CUBE_POS_Y as usize % shape.heads;
-    let q_base = batch * shape.q_batch + head * shape.q_head;
     let k_base = batch * shape.k_batch + head * shape.k_head;
     let v_base = batch * shape.v_batch + head * shape.v_head;
-    let chunks = comptime!(head_dim.div_ceil(COLUMNS));
+    let dim_vecs = comptime!(head_dim.div_ceil(4));
 
-    let mut q_tile = Shared::<[f32]>::new_slice(comptime!(QUERIES * DEPTH)); // [query][dim]
-    let mut k_tile = Shared::<[V4]>::new_slice(comptime!(DEPTH * KEYS / 4)); // [dim][4 keys]
-    let mut v_tile = Shared::<[V4]>::new_slice(comptime!(KEYS * COLUMNS / 4)); // [key][4 columns]
-    let mut weights = Shared::<[V4]>::new_slice(comptime!(QUERIES * KEYS / 4)); // [query][4 keys]
-
-    let mut acc = Array::<V4>::new(chunks);
+    // This invocation's query, times the scale. A query past the end reads query 0 and stores
+    // nothing (so that all invocations read the same keys).
+    let q_row = batch * shape.q_batch + head * shape.q_head + select(gq < shape.queries, gq, 0) * shape.q_row;
+    let mut query = Array::<V4>::new(dim_vecs);
+    let mut acc = Array::<V4>::new(dim_vecs);
     #[unroll]
-    for c in 0..chunks {
-        acc[c] = V4::new(0.0);
+    for i in 0..dim_vecs {
+        query[i] = read_vec::<E>(q, q_row, shape.q_dim, i, head_dim) * V4::new(shape.scale);
+        acc[i] = V4::new(0.0);
     }
-    // -3e38 stands in for −∞ (WGSL refuses infinite constants); also the score of a key past the end.
+    // -3e38 stands in for −∞: WGSL refuses infinite constants.
     let mut running_max = f32::new(-3.0e38);
     let mut running_sum = f32::new(0.0);
-
-    // Loaders: q, 2 elements each; k, one vector of 4 keys by the first half.
-    let k_dim_index = tid / LANES;
-    let k_vec = tid % LANES;
-    // v: one vector of 4 columns of one key each.
-    let v_key = tid / LANES;
-    let v_vec = tid % LANES;
+    let mut scores = Array::<f32>::new(KEYS);
 
     let mut k0 = 0usize;
     while k0 < shape.keys {
-        // Scores of this row's query against keys k0 + 4·lane .. +4.
-        let mut s = V4::new(0.0);
-        let mut d0 = 0usize;
-        while d0 < head_dim {
-            #[unroll]
-            for r in 0..comptime!(QUERIES * DEPTH / THREADS) {
-                let i = tid + r * THREADS;
-                let (gq, gd) = (q0 + i / DEPTH, d0 + i % DEPTH);
-                let mut value = f32::new(0.0);
-                if gq < shape.queries && gd < head_dim {
-                    value = f32::cast_from(q[q_base + gq * shape.q_row + gd * shape.q_dim]);
-                }
-                q_tile[i] = value;
-            }
-            if tid < comptime!(DEPTH * KEYS / 4) {
-                let gd = d0 + k_dim_index;
-                let mut vector = V4::new(0.0);
-                #[unroll]
-                for e in 0..4usize {
-                    let gk = k0 + k_vec * 4 + e;
-                    if gk < shape.keys && gd < head_dim {
-                        vector.insert(e, f32::cast_from(k[k_base + gk * shape.k_row + gd * shape.k_dim]));
-                    }
-                }
-                k_tile[tid] = vector;
-            }
-            sync_cube();
-            #[unroll]
-            for dd in 0..DEPTH {
-                s += V4::new(q_tile[row * DEPTH + dd]) * k_tile[dd * LANES + lane];
-            }
-            sync_cube();
-            d0 += DEPTH;
-        }
-        #[unroll]
-        for e in 0..4usize {
-            let mut value = f32::new(-3.0e38);
-            if k0 + lane * 4 + e < shape.keys {
-                value = s.extract(e) * shape.scale;
-            }
-            s.insert(e, value);
-        }
-        weights[row * LANES + lane] = s;
-        sync_cube();
-
-        // The row's new maximum; what was summed so far shrinks by exp(old − new).
         let mut block_max = running_max;
         #[unroll]
-        for j in 0..LANES {
-            let w = weights[row * LANES + j];
-            block_max = max(block_max, max(max(w.extract(0usize), w.extract(1usize)), max(w.extract(2usize), w.extract(3usize))));
+        for j in 0..KEYS {
+            let mut score = f32::new(-3.0e38);
+            if k0 + j < shape.keys {
+                let row = k_base + (k0 + j) * shape.k_row;
+                let mut dot = V4::new(0.0);
+                #[unroll]
+                for i in 0..dim_vecs {
+                    dot += query[i] * read_vec::<E>(k, row, shape.k_dim, i, head_dim);
+                }
+                score = dot.extract(0usize) + dot.extract(1usize) + dot.extract(2usize) + dot.extract(3usize);
+                block_max = max(block_max, score);
+            }
+            scores[j] = score;
         }
+        // Online softmax: what was summed so far shrinks by exp(old maximum − new).
         let rescale = (running_max - block_max).exp();
         running_max = block_max;
-        sync_cube();
-        let mut p = V4::new(0.0);
-        #[unroll]
-        for e in 0..4usize {
-            p.insert(e, (s.extract(e) - block_max).exp());
-        }
-        weights[row * LANES + lane] = p;
-        sync_cube();
         running_sum *= rescale;
         #[unroll]
-        for j in 0..LANES {
-            let w = weights[row * LANES + j];
-            running_sum += w.extract(0usize) + w.extract(1usize) + w.extract(2usize) + w.extract(3usize);
+        for i in 0..dim_vecs {
+            acc[i] = acc[i] * V4::new(rescale);
         }
-
-        // output += p · v, 32 value columns at a time.
         #[unroll]
-        for c in 0..chunks {
-            let gk = k0 + v_key;
-            let mut vector = V4::new(0.0);
-            #[unroll]
-            for e in 0..4usize {
-                let gd = c * COLUMNS + v_vec * 4 + e;
-                if gk < shape.keys && gd < head_dim {
-                    vector.insert(e, f32::cast_from(v[v_base + gk * shape.v_row + gd * shape.v_dim]));
-                }
-            }
-            v_tile[tid] = vector;
-            sync_cube();
-            let mut sum = acc[c] * V4::new(rescale);
-            #[unroll]
-            for j in 0..LANES {
-                let w = weights[row * LANES + j];
+        for j in 0..KEYS {
+            if k0 + j < shape.keys {
+                let p = (scores[j] - block_max).exp();
+                running_sum += p;
+                let row = v_base + (k0 + j) * shape.v_row;
                 #[unroll]
-                for e in 0..4usize {
-                    sum += V4::new(w.extract(e)) * v_tile[(j * 4 + e) * LANES + lane];
+                for i in 0..dim_vecs {
+                    acc[i] += V4::new(p) * read_vec::<E>(v, row, shape.v_dim, i, head_dim);
                 }
             }
-            acc[c] = sum;
-            sync_cube();
         }
         k0 += KEYS;
     }
 
-    let gq = q0 + row;
     if gq < shape.queries {
         let out_row = ((batch * shape.queries + gq) * shape.heads + head) * head_dim;
         #[unroll]
-        for c in 0..chunks {
+        for i in 0..dim_vecs {
             #[unroll]
             for e in 0..4usize {
-                let gd = c * COLUMNS + lane * 4 + e;
-                if gd < head_dim {
-                    output[out_row + gd] = E::cast_from(acc[c].extract(e) / running_sum);
+                if i * 4 + e < head_dim {
+                    output[out_row + i * 4 + e] = E::cast_from(acc[i].extract(e) / running_sum);
                 }
             }
         }
@@ -214,6 +157,7 @@ pub fn attention(q: CubeTensor, k: CubeTensor, v: CubeTensor, scale: f64) -> Cub
     let shape = output_shape(q.meta.shape(), v.meta.shape());
     let [b, h, sq, d] = q.meta.shape().dims();
     let sk = k.meta.shape()[2];
+    assert!(d <= MAX_HEAD_DIM, "attention: head dim {d} over {MAX_HEAD_DIM}");
     for t in [&k, &v] {
         let s = t.meta.shape();
         assert!(s[0] == b && s[1] == h && s[2] == sk && s[3] == d, "attention: q {}, k {}, v {}", q.meta.shape(), k.meta.shape(), v.meta.shape());
@@ -231,7 +175,7 @@ pub fn attention(q: CubeTensor, k: CubeTensor, v: CubeTensor, scale: f64) -> Cub
         attention_kernel::launch_unchecked(
             &output.client,
             cube_count,
-            CubeDim::new_2d(LANES as u32, QUERIES as u32),
+            CubeDim::new_1d(QUERIES as u32),
             q.into_buffer_arg(),
             k.into_buffer_arg(),
             v.into_buffer_arg(),

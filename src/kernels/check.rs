@@ -251,7 +251,7 @@ pub async fn check_matmul(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<
 
 /// Attention cases as (batch, heads, queries, keys, head dim, q amplitude, q seen transposed):
 /// sizes that fill no block of 32 queries or keys, one key, cross-attention's 77 keys, SD's head
-/// dims (40, 64, 80, 160) and the VAE's one 512-wide head, and scores far apart (amplitude 8: the
+/// dims (40, 64, 80, 160 = `MAX_HEAD_DIM`), and scores far apart (amplitude 8: the
 /// running maximum changes between key blocks, and an unstabilised softmax would overflow). With
 /// the transposed flag q is a `[B, Sq, H, D]` tensor seen as `[B, H, Sq, D]`, as the model splits
 /// its heads.
@@ -261,7 +261,7 @@ pub const ATTENTION_CASES: [(usize, usize, usize, usize, usize, f64, bool); 7] =
     (1, 2, 33, 1, 64, 1.0, false),
     (1, 2, 70, 100, 80, 8.0, true),
     (2, 1, 40, 65, 160, 1.0, false),
-    (1, 1, 64, 40, 512, 1.0, false),
+    (1, 1, 130, 40, 24, 1.0, false),
     (1, 4, 96, 96, 64, 8.0, false),
 ];
 

@@ -65,29 +65,41 @@ fn linear_rows(name: &str, rows: usize, k: usize, n: usize, dtype: FloatDType, d
     cases
 }
 
-/// softmax(q·kᵀ/√d)·v with `heads` heads of `dim` over `queries` × `keys` tokens, batch 2: with
-/// burn's matmuls and, where the device runs our kernels, ours.
-fn attention_rows(name: &str, heads: usize, dim: usize, queries: usize, keys: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
-    let batch = 2;
+/// softmax(q·kᵀ/√d)·v with `heads` heads of `dim` over `queries` × `keys` tokens: the
+/// model's chunked route with burn's matmuls, the same route with our matmul ("ours (matmuls)")
+/// and our fused kernel ("ours"), on the same operands.
+#[allow(clippy::too_many_arguments)]
+fn attention_rows(name: &str, batch: usize, heads: usize, dim: usize, queries: usize, keys: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase> {
     let q = random([batch, heads, queries, dim], dtype, device);
     let k = random([batch, heads, keys, dim], dtype, device);
     let v = random([batch, heads, keys, dim], dtype, device);
     let tflop = Some(2.0 * 2.0 * (batch * heads * queries * keys * dim) as f64 / 1e12);
     let name = format!("{name}: attention {heads}×{dim} {queries}→{keys} tokens ×{batch}");
-    let row = |suffix: &str, ours: bool| {
+    #[derive(Clone, Copy)]
+    enum Route {
+        Stock,
+        OurMatmuls,
+        Fused,
+    }
+    let row = |suffix: &str, route: Route| {
         let (q, k, v) = (q.clone(), k.clone(), v.clone());
         OpCase {
             name: format!("{name}{suffix}"),
             tflop,
             run: Box::new(move || {
-                let attend = || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET);
-                if ours { with_own_matmul(attend) } else { kernels::without_own_kernels(attend) }
+                let chunked = || scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), false, DEFAULT_SCORE_BUDGET);
+                match route {
+                    Route::Stock => kernels::without_own_kernels(chunked),
+                    Route::OurMatmuls => with_own_matmul(chunked),
+                    Route::Fused => kernels::attention(q.clone(), k.clone(), v.clone(), 1.0 / (dim as f64).sqrt()),
+                }
             }),
         }
     };
-    let mut cases = vec![row("", false)];
+    let mut cases = vec![row("", Route::Stock)];
     if kernels::runs_kernels(device) {
-        cases.push(row(" ours", true));
+        cases.push(row(" ours (matmuls)", Route::OurMatmuls));
+        cases.push(row(" ours", Route::Fused));
     }
     cases
 }
@@ -127,9 +139,11 @@ pub fn sd15_cases(size: usize, dtype: FloatDType, device: &Device) -> Vec<OpCase
     }
     // SD 1.5: 8 heads at every level, so the head size grows with the channels.
     for (level, (channels, side)) in [(320, l), (640, l / 2), (1280, l / 4)].into_iter().enumerate() {
-        cases.extend(attention_rows(&format!("UNet level {level} self"), 8, channels / 8, side * side, side * side, dtype, device));
+        cases.extend(attention_rows(&format!("UNet level {level} self"), 2, 8, channels / 8, side * side, side * side, dtype, device));
     }
-    cases.extend(attention_rows("UNet level 0 cross", 8, 40, l * l, 77, dtype, device));
+    cases.extend(attention_rows("UNet level 0 cross", 2, 8, 40, l * l, 77, dtype, device));
+    // The VAE's mid-block: one head as wide as its 512 channels, over the latent's pixels.
+    cases.extend(attention_rows("VAE mid-block self", 1, 1, 512, l * l, l * l, dtype, device));
     cases.extend(group_norm_silu_rows("UNet level 0", 2, 320, l, dtype, device));
     cases.extend(group_norm_silu_rows("VAE decoder level 2", 1, 256, 4 * l, dtype, device));
     cases

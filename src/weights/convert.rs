@@ -196,11 +196,15 @@ async fn folder_json(io: &mut impl ConvertIo, files: &[InputFile], folder: &Fold
     read_json(io, files, file).await
 }
 
-/// A diffusers folder's text_encoder, unet and vae configs, and its scheduler config.
+/// A diffusers folder's text_encoder, unet and vae configs (and SDXL's text_encoder_2), and its
+/// scheduler config.
 async fn folder_configs(io: &mut impl ConvertIo, files: &[InputFile], folder: &Folder) -> Result<(BTreeMap<String, Value>, Value)> {
     let mut components = BTreeMap::new();
     for c in ["text_encoder", "unet", "vae"] {
         components.insert(c.to_string(), folder_json(io, files, folder, &format!("{c}/config.json")).await?);
+    }
+    if folder.get("text_encoder_2/config.json").is_some() {
+        components.insert("text_encoder_2".to_string(), folder_json(io, files, folder, "text_encoder_2/config.json").await?);
     }
     Ok((components, folder_json(io, files, folder, "scheduler/scheduler_config.json").await?))
 }
@@ -375,7 +379,7 @@ fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> &'v [f32] {
 pub fn storage_for(component: &str, name: &str, shape: &[usize], opts: &ConvertOptions) -> StorageDtype {
     let quant = match component {
         "unet" => opts.quant,
-        "text_encoder" => opts.text_encoder_quant.unwrap_or(opts.quant),
+        "text_encoder" | "text_encoder_2" => opts.text_encoder_quant.unwrap_or(opts.quant),
         _ => match opts.vae {
             VaeStorage::F32 => return StorageDtype::F32,
             VaeStorage::F16 => return StorageDtype::F16,
@@ -565,7 +569,11 @@ fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Res
         config::{UNetConfig, VaeConfig},
     };
     ClipConfig::from_json(&components["text_encoder"].to_string())?;
-    crate::pipeline::check_pipeline_unet(&UNetConfig::from_json(&components["unet"].to_string())?)?;
+    let text_encoder_2 = match components.get("text_encoder_2") {
+        Some(c) => Some(ClipConfig::from_json(&c.to_string())?),
+        None => None,
+    };
+    crate::pipeline::check_pipeline(&UNetConfig::from_json(&components["unet"].to_string())?, text_encoder_2.as_ref())?;
     VaeConfig::from_json(&components["vae"].to_string())?;
     crate::scheduler::SchedulerConfig::from_json(&scheduler.to_string())?;
     Ok(())
@@ -618,27 +626,44 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
     let files = &source.files;
     let mut notes = Vec::new();
     let mut parts = Vec::new();
+    let (mut tokenizer_2, mut force_zeros_for_empty_prompt) = (None, true);
     let (mut components, scheduler, tokenizer, name) = match &source.model {
         ModelSource::Diffusers(folder) => {
             let (components, scheduler) = folder_configs(io, files, folder).await?;
             check_configs(&components, &scheduler)?;
-            for c in ["text_encoder", "unet", "vae"] {
+            let sdxl = components.contains_key("text_encoder_2");
+            for c in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+                if c == "text_encoder_2" && !sdxl {
+                    continue;
+                }
+                let text = c.starts_with("text_encoder");
                 for file in folder.model_files(c)? {
                     let file = SourceFile::read(io, files, file).await?;
+                    // SDXL's second encoder keeps its `text_projection` (the pooled embedding's).
                     let items: Vec<Item> = file
                         .names()
                         .filter(|n| file.is_float(n))
-                        .filter(|n| !(c == "text_encoder" && (n.ends_with("position_ids") || n.starts_with("text_projection"))))
-                        .map(|n| Item::copy(c, if c == "text_encoder" { text_name(n) } else { n }, n.as_str()))
+                        .filter(|n| !(text && n.ends_with("position_ids")) && !(c == "text_encoder" && n.starts_with("text_projection")))
+                        .map(|n| Item::copy(c, if text { text_name(n) } else { n }, n.as_str()))
                         .collect();
                     parts.push(Part { file, items });
                 }
             }
-            let special_tokens = match folder.get("tokenizer/special_tokens_map.json") {
-                Some(file) => Some(read_json(io, files, file).await?),
-                None => None,
-            };
-            let tokenizer = tokenizer_info(special_tokens.as_ref(), &components["text_encoder"]);
+            let mut special_tokens = Vec::new();
+            for path in ["tokenizer/special_tokens_map.json", "tokenizer_2/special_tokens_map.json"] {
+                special_tokens.push(match folder.get(path) {
+                    Some(file) => Some(read_json(io, files, file).await?),
+                    None => None,
+                });
+            }
+            let tokenizer = tokenizer_info(special_tokens[0].as_ref(), &components["text_encoder"]);
+            if let Some(config) = components.get("text_encoder_2") {
+                tokenizer_2 = Some(tokenizer_info(special_tokens[1].as_ref(), config));
+                // diffusers' StableDiffusionXLPipeline default is true.
+                if let Some(file) = folder.get("model_index.json") {
+                    force_zeros_for_empty_prompt = read_json(io, files, file).await?["force_zeros_for_empty_prompt"].as_bool().unwrap_or(true);
+                }
+            }
             (components, scheduler, tokenizer, folder.name.clone())
         }
         ModelSource::SingleFile { file, configs } => {
@@ -699,7 +724,7 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
     }
     job.flush().await?;
     let manifest =
-        Manifest { format: FORMAT.into(), version: VERSION, name, components, scheduler, tokenizer, tensors: job.tensors, shards: job.shards, suggested: opts.suggested.clone() };
+        Manifest { format: FORMAT.into(), version: VERSION, name, components, scheduler, tokenizer, tokenizer_2, force_zeros_for_empty_prompt, tensors: job.tensors, shards: job.shards, suggested: opts.suggested.clone() };
     manifest.validate()?;
     Ok(Converted { manifest, sizes: job.sizes, notes })
 }

@@ -178,8 +178,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// Until the SDXL pipeline exists, a diffusers folder with SDXL's UNet is refused by name when
-/// converted or loaded, not run into an error at the first step.
+/// A diffusers folder with SDXL's UNet but without SDXL's second text encoder (an SD folder with
+/// the UNet swapped, or the refiner) is refused by name when converted or loaded, not run into an
+/// error at the first step.
 #[test]
 fn sd_pipeline_refuses_an_sdxl_unet() {
     let dir = std::env::temp_dir().join(format!("websd-sdxl-folder-{}", std::process::id()));
@@ -194,4 +195,44 @@ fn sd_pipeline_refuses_an_sdxl_unet() {
     for err in [converted, loaded] {
         assert!(matches!(&err, Error::UnsupportedConfig(m) if m.contains("SDXL")), "{err}");
     }
+}
+
+// ---------------------------------------------------------------- the SDXL pipeline
+
+/// SDXL base: both encoders, CFG with a negative prompt, Euler, 3 steps, against diffusers'
+/// StableDiffusionXLPipeline (make_sdxl_pipeline_fixtures.py).
+#[test]
+fn sdxl_pipeline_euler_cfg_matches_diffusers() {
+    crate::pipeline::replay("sdxl_euler");
+}
+
+/// A negative prompt left out: force_zeros_for_empty_prompt gives zero unconditional embeddings
+/// (context and pooled), DPM++ 2M.
+#[test]
+fn sdxl_pipeline_zero_negative_dpmpp_2m_matches_diffusers() {
+    crate::pipeline::replay("sdxl_dpmpp_2m_zero_negative");
+}
+
+/// The empty text as a negative prompt is encoded, not zeroed (Euler ancestral, recorded noise).
+#[test]
+fn sdxl_pipeline_empty_negative_prompt_is_encoded_as_diffusers_does() {
+    crate::pipeline::replay("sdxl_euler_a_empty_negative");
+}
+
+/// SDXL-Turbo's sampler: Euler ancestral with trailing spacing, 2 steps, guidance 0 (no CFG).
+#[test]
+fn sdxl_turbo_two_steps_matches_diffusers() {
+    crate::pipeline::replay("sdxl_turbo");
+}
+
+/// One trailing Euler step, guidance 0.
+#[test]
+fn sdxl_turbo_one_euler_step_matches_diffusers() {
+    crate::pipeline::replay("sdxl_turbo_euler_1step");
+}
+
+/// StableDiffusionXLImg2ImgPipeline: strength 0.6 of 5 Euler steps, CFG.
+#[test]
+fn sdxl_img2img_euler_matches_diffusers() {
+    crate::pipeline::replay("sdxl_img2img_euler");
 }

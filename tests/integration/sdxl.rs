@@ -236,3 +236,108 @@ fn sdxl_turbo_one_euler_step_matches_diffusers() {
 fn sdxl_img2img_euler_matches_diffusers() {
     crate::pipeline::replay("sdxl_img2img_euler");
 }
+
+// ---------------------------------------------------------------- converted SDXL folders
+
+/// Converts `folder` into a fresh directory; the manifest read back from disk.
+fn convert_sdxl(folder: &std::path::Path, quant: convert::Quant, tag: &str) -> (std::path::PathBuf, websd::weights::Manifest) {
+    let out = std::env::temp_dir().join(format!("websd-sdxl-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = ConvertOptions { quant, min_quant_elements: 256, ..Default::default() };
+    let converted = convert::convert(folder, &out, &opts).expect("convert");
+    println!("{tag}:\n{}", convert::size_table(&converted));
+    let manifest = websd::weights::Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).expect("manifest parses");
+    assert_eq!(manifest, converted.manifest, "manifest.json round-trips");
+    (out, manifest)
+}
+
+/// A converted model, loaded shard by shard as the browser loads it.
+fn load_converted(dir: &std::path::Path, manifest: &websd::weights::Manifest) -> StableDiffusion {
+    let device = Device::flex();
+    let prepared = pollster::block_on(websd::weights::prepared::prepare(
+        manifest,
+        &device,
+        |_, entry| {
+            let path = dir.join(&entry.file);
+            async move { std::fs::read(&path).map_err(|e| websd::Error::io(&path, e)) }
+        },
+        |_, _| {},
+    ))
+    .unwrap();
+    StableDiffusion::from_prepared(manifest, prepared, &device, burn::tensor::FloatDType::F32).unwrap()
+}
+
+/// The diffusers SDXL folder converts with both encoders and both tokenizers' padding (the
+/// second's `text_projection` kept), and the converted model generates what diffusers'
+/// StableDiffusionXLPipeline generates: f16 storage is exact here (the fixture's weights are f16
+/// values), q8 within 3% of the image after one step.
+#[test]
+fn converted_sdxl_folder_generates_like_diffusers() {
+    let (dir, manifest) = convert_sdxl(&fixtures().join("sdxl"), convert::Quant::F16, "f16");
+    let components: Vec<&str> = manifest.components.keys().map(String::as_str).collect();
+    assert_eq!(components, ["text_encoder", "text_encoder_2", "unet", "vae"]);
+    assert_eq!((manifest.tokenizer.variant.as_str(), manifest.tokenizer.pad_token_id), ("clip-sd1", 49407));
+    let second = manifest.tokenizer_2.as_ref().expect("the second tokenizer");
+    assert_eq!((second.variant.as_str(), second.pad_token_id), ("clip-sd2", 0));
+    assert!(manifest.force_zeros_for_empty_prompt);
+    let has = |component: &str, name: &str| manifest.tensors.iter().any(|t| t.component == component && t.name == name);
+    assert!(has("text_encoder_2", "text_projection.weight") && has("text_encoder_2", "embeddings.token_embedding.weight"));
+    assert!(!manifest.tensors.iter().any(|t| t.name.ends_with("position_ids") || (t.component == "text_encoder" && t.name.starts_with("text_projection"))));
+    let sd = load_converted(&dir, &manifest);
+    assert_eq!((sd.pad_token, sd.pad_token_2), (49407, 0));
+    let err = crate::pipeline::replay_with("sdxl_euler", &sd);
+    assert!(err < 1e-4, "converted f16 SDXL: image relative error {err:.2e}");
+    let folder = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let unconverted = crate::pipeline::replay_with("sdxl_euler", &folder);
+    assert!((err - unconverted).abs() < 1e-6, "converted {err:.2e} vs folder {unconverted:.2e}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (dir, manifest) = convert_sdxl(&fixtures().join("sdxl"), convert::Quant::Q8, "q8");
+    let quantized = |component: &str| manifest.tensors.iter().filter(|t| t.component == component && t.dtype == websd::weights::manifest::StorageDtype::Q8).count();
+    assert!(quantized("text_encoder_2") > 0 && quantized("unet") > 0, "q8 reaches both encoders and the UNet");
+    // One step without CFG: CFG 5 over 3 steps amplifies the random model's 0.6% weight error
+    // (the size table's rel.err) several times over.
+    let mut sd = load_converted(&dir, &manifest);
+    sd.scheduler_config.timestep_spacing = Some("trailing".into()); // as the trace's JSON says
+    let err = crate::pipeline::replay_quantized("sdxl_turbo_euler_1step", &sd);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err < 3e-2, "converted q8 SDXL: image relative error {err:.2e}");
+}
+
+/// model_index.json's force_zeros_for_empty_prompt reaches the converted model (false here).
+#[test]
+fn sdxl_force_zeros_for_empty_prompt_is_read_from_model_index() {
+    let dir = std::env::temp_dir().join(format!("websd-sdxl-nozeros-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&fixtures().join("sdxl"), &dir);
+    let index = std::fs::read_to_string(dir.join("model_index.json")).unwrap().replace("\"force_zeros_for_empty_prompt\": true", "\"force_zeros_for_empty_prompt\": false");
+    std::fs::write(dir.join("model_index.json"), index).unwrap();
+    let folder = StableDiffusion::from_diffusers_dir(&dir, &Device::flex()).unwrap();
+    let (out, manifest) = convert_sdxl(&dir, convert::Quant::F16, "nozeros-out");
+    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&out));
+    assert!(!folder.force_zeros_for_empty_prompt && !manifest.force_zeros_for_empty_prompt);
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert_eq!(json["force_zeros_for_empty_prompt"], false);
+}
+
+/// A user's settings become an SDXL request: the prompts through both tokenizers (the same
+/// BPE ids, padded with `<|endoftext|>` and with `!`), and an empty negative prompt left out
+/// (diffusers' None, zeros under force_zeros_for_empty_prompt) while a given one is kept.
+#[test]
+fn sdxl_settings_tokenize_for_both_encoders() {
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let settings = |negative: &str| -> websd::pipeline::generate::Settings {
+        serde_json::from_value(serde_json::json!({"prompt": "a fox in the snow", "negative_prompt": negative, "width": 64, "height": 64})).unwrap()
+    };
+    let req = sd.request(&settings("")).unwrap();
+    assert!(req.negative_prompt.is_empty() && req.negative_prompt_2.is_empty(), "an empty negative prompt is left out");
+    assert_eq!((req.prompt.len(), req.prompt_2.len()), (1, 1));
+    let (first, second) = (&req.prompt[0], &req.prompt_2[0]);
+    let eos = first.iter().position(|&id| id == 49407).expect("EOS");
+    assert!(eos > 1 && first[eos..].iter().all(|&id| id == 49407), "{first:?}");
+    assert_eq!(second[..=eos], first[..=eos], "the same ids up to EOS");
+    assert!(second[eos + 1..].iter().all(|&id| id == 0), "the second tokenizer pads with `!`: {second:?}");
+    let req = sd.request(&settings("blurry")).unwrap();
+    assert_eq!((req.negative_prompt.len(), req.negative_prompt_2.len()), (1, 1));
+    assert_eq!(req.negative_prompt_2[0][3..], [0; 74]);
+}

@@ -335,6 +335,8 @@ pub enum Op {
     Squeeze,
     /// Rows `part·n/3 .. (part+1)·n/3` of a fused q/k/v projection (OpenCLIP's in_proj).
     Third(usize),
+    /// A matrix [a, b] as [b, a] (OpenCLIP's `text_projection`, applied as `x @ P`).
+    Transpose,
 }
 
 /// One tensor to write: its component and diffusers name, where it comes from.
@@ -361,16 +363,22 @@ fn result_shape(src: &[usize], op: &Op) -> Vec<usize> {
             s[0] /= 3;
             s
         }
+        Op::Transpose => src.iter().rev().copied().collect(),
     }
 }
 
-fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> &'v [f32] {
+fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> std::borrow::Cow<'v, [f32]> {
+    use std::borrow::Cow;
     match op {
-        Op::Copy | Op::Squeeze => values,
+        Op::Copy | Op::Squeeze => Cow::Borrowed(values),
         Op::Third(part) => {
             let row: usize = src.iter().skip(1).product();
             let rows = src[0] / 3;
-            &values[part * rows * row..(part + 1) * rows * row]
+            Cow::Borrowed(&values[part * rows * row..(part + 1) * rows * row])
+        }
+        Op::Transpose => {
+            let (a, b) = (src[0], src.get(1).copied().unwrap_or(1));
+            Cow::Owned((0..a * b).map(|k| values[(k % a) * b + k / a]).collect())
         }
     }
 }
@@ -480,8 +488,12 @@ impl<I: ConvertIo> Job<'_, I> {
                 if matches!(item.op, Op::Third(_)) && !src_shape[0].is_multiple_of(3) {
                     return Err(Error::Other(format!("{source}: fused q/k/v rows {} do not divide by 3", src_shape[0])));
                 }
+                if item.op == Op::Transpose && src_shape.len() != 2 {
+                    return Err(Error::Other(format!("{source}: a projection to transpose must be a matrix, not {src_shape:?}")));
+                }
                 let (shape, dtype) = item_storage(item, &src_shape, self.opts);
                 let values = apply(&values, &src_shape, &item.op);
+                let values: &[f32] = &values;
                 // The VAE encoder gets shards of its own: text-to-image never downloads it.
                 let group = if item.component == "vae" && (item.name.starts_with("encoder.") || item.name.starts_with("quant_conv.")) {
                     "vae-encoder".to_string()
@@ -685,6 +697,8 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
             }
             check_configs(&single.configs, &single.scheduler)?;
             let tokenizer = tokenizer_info(None, &single.configs["text_encoder"]);
+            // SDXL's tokenizers: the first pads with EOS, the second (OpenCLIP's) with `!`.
+            tokenizer_2 = single.configs.get("text_encoder_2").map(|c| tokenizer_info(None, c));
             let name = default_name(&files[file.file].path);
             parts.push(Part { file, items: single.items });
             (single.configs, single.scheduler, tokenizer, name)

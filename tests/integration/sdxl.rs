@@ -341,3 +341,52 @@ fn sdxl_settings_tokenize_for_both_encoders() {
     assert_eq!((req.negative_prompt.len(), req.negative_prompt_2.len()), (1, 1));
     assert_eq!(req.negative_prompt_2[0][3..], [0; 74]);
 }
+
+// ---------------------------------------------------------------- single-file SDXL checkpoints
+
+/// Every tensor of `component`, by name, as the converted model stores it.
+fn converted_tensors(manifest: &websd::weights::Manifest, dir: &std::path::Path, component: &str) -> std::collections::BTreeMap<String, Vec<f32>> {
+    use websd::weights::{ManifestSource, ShardStore, TensorSource};
+    let device = Device::flex();
+    let mut src = ManifestSource::new(manifest, component, ShardStore::from_dir(manifest, dir)).unwrap();
+    src.names()
+        .into_iter()
+        .map(|n| {
+            let shape = src.shape(&n).unwrap();
+            let t = src.load(&n, &shape, &device).unwrap_or_else(|e| panic!("{component}/{n}: {e}"));
+            (n, crate::common::values(t))
+        })
+        .collect()
+}
+
+/// An SDXL single-file checkpoint (tests/fixtures/make_single_file.py: sdxl/ in SDXL's LDM
+/// naming, checked there against diffusers' own single-file conversion: label_emb, both
+/// embedders, bigG's fused q/k/v and transposed text_projection) converts to exactly the
+/// tensors, configs and tokenizers of the diffusers folder.
+#[test]
+fn sdxl_single_file_matches_the_diffusers_folder() {
+    let root = fixtures().join("sdxl");
+    let file = fixtures().join("single_file/sdxl.safetensors");
+    let (from_dir, a) = convert_sdxl(&root, convert::Quant::F16, "sf-dir");
+    let out = std::env::temp_dir().join(format!("websd-sdxl-sf-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let converted = convert::convert(&file, &out, &ConvertOptions { configs: Some(root.clone()), ..Default::default() }).unwrap();
+    assert!(converted.notes.iter().any(|n| n.contains("SDXL")), "{:?}", converted.notes);
+    let b = converted.manifest;
+    assert_eq!(a.components, b.components, "configs");
+    assert_eq!((&a.tokenizer, &a.tokenizer_2), (&b.tokenizer, &b.tokenizer_2), "tokenizers");
+    for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+        let (x, y) = (converted_tensors(&a, &from_dir, component), converted_tensors(&b, &out, component));
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{component}: names");
+        for (name, v) in &x {
+            assert_eq!(v, &y[name], "{component}/{name}: values");
+        }
+        println!("sdxl single file: {component}: {} tensors identical", x.len());
+    }
+    assert!(b.tensors.iter().any(|t| t.component == "unet" && t.name == "add_embedding.linear_1.weight"));
+    // The built-in configs are SDXL base 1.0's: the fixture's 3-block bigG does not fit them.
+    let builtin = std::env::temp_dir().join(format!("websd-sdxl-sf-builtin-{}", std::process::id()));
+    let err = convert::convert(&file, &builtin, &ConvertOptions::default()).err().expect("built-in config mismatch");
+    let _ = [&from_dir, &out, &builtin].map(std::fs::remove_dir_all);
+    assert!(matches!(&err, Error::UnsupportedConfig(m) if m.contains("32")), "{err}");
+}

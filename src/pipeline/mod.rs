@@ -299,8 +299,10 @@ impl StableDiffusion {
         if let Some(limit) = self.buffer_limit {
             let copies = if cfg { 2 } else { 1 };
             let bytes_per = if self.dtype == FloatDType::F16 { 2 } else { 4 };
-            let Configs { unet, vae, text_encoder, .. } = &self.configs;
-            crate::memory::check_fits(unet, vae, text_encoder, req.width, req.height, (req.batch * copies) as u64, bytes_per, limit)?;
+            let Configs { unet, vae, text_encoder, text_encoder_2 } = &self.configs;
+            // SDXL: the wider encoder (bigG) has the larger token embedding chunk.
+            let text = text_encoder_2.as_ref().filter(|t| t.hidden_size > text_encoder.hidden_size).unwrap_or(text_encoder);
+            crate::memory::check_fits(unet, vae, text, req.width, req.height, (req.batch * copies) as u64, bytes_per, limit)?;
         }
         let device = self.device.clone();
         let b = req.batch;

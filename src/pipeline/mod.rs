@@ -222,11 +222,7 @@ impl StableDiffusion {
             return Err(Error::InvalidRequest("SDXL conditioning needs the second text encoder, which this model lacks".into()));
         };
         if chunks.len() != chunks_2.len() || chunks.is_empty() {
-            return Err(Error::InvalidRequest(format!(
-                "SDXL needs the prompt from both tokenizers in the same number of chunks, not {} and {}",
-                chunks.len(),
-                chunks_2.len()
-            )));
+            return Err(Error::InvalidRequest(format!("SDXL needs the prompt from both tokenizers in the same number of chunks, not {} and {}", chunks.len(), chunks_2.len())));
         }
         let skip = clip_skip.max(1) + 1;
         let (mut parts, mut pooled) = (Vec::with_capacity(chunks.len()), None);

@@ -655,7 +655,10 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
                     let items: Vec<Item> = file
                         .names()
                         .filter(|n| file.is_float(n))
-                        .filter(|n| !(text && n.ends_with("position_ids")) && !(c == "text_encoder" && n.starts_with("text_projection")))
+                        .filter(|n| {
+                            let position_ids = text && n.ends_with("position_ids");
+                            !(position_ids || (c == "text_encoder" && n.starts_with("text_projection")))
+                        })
                         .map(|n| Item::copy(c, if text { text_name(n) } else { n }, n.as_str()))
                         .collect();
                     parts.push(Part { file, items });
@@ -737,8 +740,19 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
         job.write(part).await?;
     }
     job.flush().await?;
-    let manifest =
-        Manifest { format: FORMAT.into(), version: VERSION, name, components, scheduler, tokenizer, tokenizer_2, force_zeros_for_empty_prompt, tensors: job.tensors, shards: job.shards, suggested: opts.suggested.clone() };
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        name,
+        components,
+        scheduler,
+        tokenizer,
+        tokenizer_2,
+        force_zeros_for_empty_prompt,
+        tensors: job.tensors,
+        shards: job.shards,
+        suggested: opts.suggested.clone(),
+    };
     manifest.validate()?;
     Ok(Converted { manifest, sizes: job.sizes, notes })
 }

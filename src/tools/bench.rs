@@ -51,6 +51,9 @@ impl Model {
 
     /// The architecture of a converted model (its manifest.json); the weights stay random.
     pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
+        if manifest.components.contains_key("text_encoder_2") {
+            return Err(Error::UnsupportedConfig("benchmarking an SDXL model (two text encoders) is not supported yet".into()));
+        }
         let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the manifest has no {name} config")));
         Ok(Self {
             name: manifest.name.clone(),

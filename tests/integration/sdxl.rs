@@ -390,3 +390,32 @@ fn sdxl_single_file_matches_the_diffusers_folder() {
     let _ = [&from_dir, &out, &builtin].map(std::fs::remove_dir_all);
     assert!(matches!(&err, Error::UnsupportedConfig(m) if m.contains("32")), "{err}");
 }
+
+/// A1111 weights on SDXL scale each encoder's embeddings by token and give each back its own
+/// mean (as the SD pipeline does for its one encoder); the pooled embedding is left alone.
+#[test]
+fn sdxl_prompt_weights_scale_each_encoder_and_keep_its_mean() {
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let reference = parity("sdxl/unet");
+    let (first, second) = (ids(&reference, "case2.input_ids").remove(0), ids(&reference, "case2.input_ids_2").remove(0));
+    let (plain, pooled) = sd.encode_prompt_sdxl(std::slice::from_ref(&first), std::slice::from_ref(&second), &[], 1).unwrap();
+    let mut w = vec![1.0f32; 77];
+    w[2] = 1.5;
+    w[3] = 0.5;
+    let (weighted, weighted_pooled) = sd.encode_prompt_sdxl(&[first], &[second], &[w.clone()], 1).unwrap();
+    assert_eq!(crate::common::values(pooled), crate::common::values(weighted_pooled), "pooled unweighted");
+    let d = plain.dims()[2];
+    let (plain, weighted) = (crate::common::values(plain), crate::common::values(weighted));
+    for (from, to) in [(0, 16), (16, d)] {
+        // Encoder 1's 16 features, then encoder 2's 48, of every token.
+        let part = |v: &[f32]| -> Vec<(usize, f32)> { v.chunks(d).enumerate().flat_map(|(t, row)| row[from..to].iter().map(move |&x| (t, x))).collect() };
+        let (p, q) = (part(&plain), part(&weighted));
+        let mean = |v: &[(usize, f32)], f: &dyn Fn(usize) -> f32| v.iter().map(|&(t, x)| (x * f(t)) as f64).sum::<f64>() / v.len() as f64;
+        let scale = (mean(&p, &|_| 1.0) / mean(&p, &|t| w[t])) as f32;
+        for (&(t, x), &(_, y)) in p.iter().zip(&q) {
+            let expected = x * w[t] * scale;
+            assert!((y - expected).abs() < 1e-4 * expected.abs().max(1.0), "features {from}..{to}, token {t}: {y} vs {expected}");
+        }
+        assert!((mean(&q, &|_| 1.0) - mean(&p, &|_| 1.0)).abs() < 1e-5, "features {from}..{to}: mean kept");
+    }
+}

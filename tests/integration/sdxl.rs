@@ -419,3 +419,27 @@ fn sdxl_prompt_weights_scale_each_encoder_and_keep_its_mean() {
         assert!((mean(&q, &|_| 1.0) - mean(&p, &|_| 1.0)).abs() < 1e-5, "features {from}..{to}: mean kept");
     }
 }
+
+/// The pipeline takes SDXL base's networks together and refuses other pairings by name: the
+/// refiner's UNet (five time ids: an aesthetic score instead of the target size), a second text
+/// encoder beside an SD UNet, and an SDXL UNet whose added embedding does not fit the second
+/// encoder's projection.
+#[test]
+fn sdxl_pipeline_checks_its_networks_fit_together() {
+    use websd::pipeline::check_pipeline;
+    let unet = |file: &str| UNetConfig::from_json(&std::fs::read_to_string(fixtures().join("configs/unet").join(file)).unwrap()).unwrap();
+    let (_, big_g) = ClipConfig::sdxl();
+    assert!(check_pipeline(&UNetConfig::sdxl(), Some(&big_g)).is_ok());
+    assert!(check_pipeline(&unet("sdxl-turbo-jschalter-fd8eb9c.json"), Some(&big_g)).is_ok());
+    let refused = |unet: &UNetConfig, second: Option<&ClipConfig>| match check_pipeline(unet, second) {
+        Err(Error::UnsupportedConfig(m)) => m,
+        other => panic!("not refused: {other:?}"),
+    };
+    let refiner = unet("sdxl-refiner-jschalter-6231334.json");
+    assert!(refused(&refiner, Some(&big_g)).contains("refiner"));
+    assert!(refused(&refiner, None).contains("refiner"));
+    assert!(refused(&UNetConfig::sd15(), Some(&big_g)).contains("not SDXL's"));
+    let mut narrow = big_g.clone();
+    narrow.projection_dim = 1024;
+    assert!(refused(&UNetConfig::sdxl(), Some(&narrow)).contains("2816 features"));
+}

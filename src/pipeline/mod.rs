@@ -216,7 +216,9 @@ impl StableDiffusion {
     /// chunks along the sequence: [1, 77·k, D1 + D2]; and the second encoder's projected pooled
     /// output of the first chunk [1, P] (diffusers truncates to one chunk; A1111 and ComfyUI pool
     /// the first). A1111 weights scale each encoder's embeddings separately (each keeps its mean),
-    /// never the pooled output.
+    /// never the pooled output. A clip_skip above 1 applies to the negative prompt too, as in
+    /// this pipeline's SD path and A1111 (diffusers skips only in the prompt: its negative prompt
+    /// always reads hidden_states[-2]).
     pub fn encode_prompt_sdxl(&self, chunks: &[Vec<i64>], chunks_2: &[Vec<i64>], weights: &[Vec<f32>], clip_skip: usize) -> Result<(Tensor<3>, Tensor<2>)> {
         let Some(encoder_2) = &self.text_encoder_2 else {
             return Err(Error::InvalidRequest("SDXL conditioning needs the second text encoder, which this model lacks".into()));

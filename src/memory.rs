@@ -29,10 +29,19 @@ pub fn largest_buffers(unet: &UNetConfig, vae: &VaeConfig, clip: &ClipConfig, si
     let latent = (size / 8) as u64;
     let heads = unet.heads()?;
     let mut out = Vec::new();
+    let levels = unet.block_out_channels.len();
     for (i, &c) in unet.block_out_channels.iter().enumerate() {
         let s = latent >> i;
         let c = c as u64;
         let tokens = s * s;
+        // Attention runs at a level when its down or up block has it, or the mid block (the last
+        // level); SDXL's first level has none, so its 128² tokens never meet an attention buffer.
+        let cross = |t: Option<&String>| t.is_some_and(|t| t.starts_with("CrossAttn"));
+        let mid = i + 1 == levels && unet.mid_block_type.as_deref().is_none_or(|m| m == "UNetMidBlock2DCrossAttn");
+        if !(cross(unet.down_block_types.get(i)) || cross(unet.up_block_types.get(levels - 1 - i)) || mid) {
+            out.push(buf(format!("UNet level {i}: skip concat [{batch}, {}, {s}, {s}]", 3 * c), batch * 3 * c * s * s, bytes_per));
+            continue;
+        }
         // FeedForward::forward_within: token chunks of at most DEFAULT_SCORE_BUDGET (counted in f32).
         let rows = (DEFAULT_SCORE_BUDGET as u64 / (batch * 8 * c * 4)).clamp(1, tokens);
         out.push(buf(format!("UNet level {i}: GEGLU projection [{batch}, {rows}, {}] (token chunk of {tokens})", 8 * c), batch * rows * 8 * c, bytes_per));
@@ -102,6 +111,19 @@ mod tests {
     }
 
     /// SD 1.5 at 512² in f32: the known shapes, and every buffer within WebGPU's 128 MiB.
+    /// SDXL at 1024² with CFG fits WebGPU's default limit; its first level (no attention) has no
+    /// attention or GEGLU buffer, its bigG token embedding is chunked like SD's.
+    #[test]
+    fn sdxl_at_1024_fits_and_its_first_level_has_no_attention() {
+        let (u, v, c) = (UNetConfig::sdxl(), VaeConfig::sdxl(), ClipConfig::sdxl().1);
+        let b = largest_buffers(&u, &v, &c, 1024, 2, 2).unwrap();
+        assert!(b.iter().all(|b| b.bytes <= MAX_BUFFER_BYTES), "{b:?}");
+        assert!(b.iter().any(|b| b.what.starts_with("UNet level 0: skip concat")));
+        assert!(!b.iter().any(|b| b.what.starts_with("UNet level 0: attention") || b.what.starts_with("UNet level 0: GEGLU")), "{b:?}");
+        assert!(b.iter().any(|b| b.what.starts_with("UNet level 2: attention")));
+        check_fits(&u, &v, &c, 1024, 1024, 2, 2, MAX_BUFFER_BYTES).unwrap();
+    }
+
     #[test]
     fn sd15_at_512() {
         let b = largest_buffers(&UNetConfig::sd15(), &VaeConfig::sd(), &ClipConfig::sd1(), 512, 2, 4).unwrap();

@@ -136,7 +136,7 @@ mod cli {
                                run every component fixture under DIR (config.json + weights +
                                parity.safetensors) and compare with its reference outputs;
                                fails when an f32 relative error exceeds 1e-4 (f16 is reported)
-  memory [--model sd15|sd21] [--size 512] [--dtype f32|f16] [--batch 2]
+  memory [--model sd15|sd21|sdxl] [--size 512] [--dtype f32|f16] [--batch 2]
                                the largest GPU buffers of one generation, from the configs
   generate [--model] MODEL --prompt TEXT [--negative TEXT] [--steps N] [--guidance G] [--seed 0]
            [--width W] [--height H] [--scheduler NAME] [--batch 1] [--clip-skip 1]
@@ -149,7 +149,7 @@ mod cli {
                               --soak N: N generations in one process (seeds from --seed, batch
                               alternating 1 and --batch, every 5th cancelled after a step), the
                               GPU memory after each; fails if it grows 10% past the first 5 runs'
-  sizes [--model sd15|sd21|sd-turbo]
+  sizes [--model sd15|sd21|sd-turbo|sdxl|sdxl-turbo]
                                the text-to-image download under each storage choice
   noise --seed S [--stream N] [--count N]
                                the seeded Gaussian noise as JSON (the browser test compares it)
@@ -232,15 +232,17 @@ mod cli {
             clip::ClipConfig,
             config::{UNetConfig, VaeConfig},
         };
-        let (unet, clip) = match opt(args, "--model", "sd15") {
-            "sd15" => (UNetConfig::sd15(), ClipConfig::sd1()),
-            "sd21" => (UNetConfig::sd21(), ClipConfig::sd2()),
-            other => return Err(format!("unknown model {other:?}: sd15 or sd21")),
+        let (unet, clip, vae) = match opt(args, "--model", "sd15") {
+            "sd15" => (UNetConfig::sd15(), ClipConfig::sd1(), VaeConfig::sd()),
+            "sd21" => (UNetConfig::sd21(), ClipConfig::sd2(), VaeConfig::sd()),
+            // The wider of SDXL's encoders (bigG) has the larger token embedding.
+            "sdxl" | "sdxl-turbo" => (UNetConfig::sdxl(), ClipConfig::sdxl().1, VaeConfig::sdxl()),
+            other => return Err(format!("unknown model {other:?}: sd15, sd21, sdxl or sdxl-turbo")),
         };
         let size: usize = opt(args, "--size", "512").parse().map_err(|_| "--size must be a number")?;
         let batch: u64 = opt(args, "--batch", "2").parse().map_err(|_| "--batch must be a number")?;
         let bytes = if opt(args, "--dtype", "f32") == "f16" { 2 } else { 4 };
-        let buffers = websd::memory::largest_buffers(&unet, &VaeConfig::sd(), &clip, size, batch, bytes).map_err(|e| e.to_string())?;
+        let buffers = websd::memory::largest_buffers(&unet, &vae, &clip, size, batch, bytes).map_err(|e| e.to_string())?;
         println!("{:>10}  {:<6}  buffer", "MiB", "≤128?");
         for b in buffers {
             let mib = b.bytes as f64 / (1 << 20) as f64;
@@ -539,20 +541,26 @@ mod cli {
             config::{UNetConfig, VaeConfig},
         };
         let model = opt(args, "--model", "sd15");
-        let (text, unet) = match model {
-            "sd15" => (ClipConfig::sd1(), UNetConfig::sd15()),
+        let (text, text_2, unet, vae) = match model {
+            "sd15" => (ClipConfig::sd1(), None, UNetConfig::sd15(), VaeConfig::sd()),
             // SD-Turbo has SD 2.1's architecture.
-            "sd21" | "sd-turbo" => (ClipConfig::sd2(), UNetConfig::sd21()),
-            other => return Err(format!("unknown model {other:?}: sd15, sd21 or sd-turbo")),
+            "sd21" | "sd-turbo" => (ClipConfig::sd2(), None, UNetConfig::sd21(), VaeConfig::sd()),
+            // SDXL-Turbo has SDXL base's.
+            "sdxl" | "sdxl-turbo" => {
+                let (first, second) = ClipConfig::sdxl();
+                (first, Some(second), UNetConfig::sdxl(), VaeConfig::sdxl())
+            }
+            other => return Err(format!("unknown model {other:?}: sd15, sd21, sd-turbo, sdxl or sdxl-turbo")),
         };
-        let shapes = websd::tools::sizes::text_to_image_shapes(&text, &unet, &VaeConfig::sd()).map_err(|e| e.to_string())?;
-        println!("{model}: text-to-image download (text encoder + UNet + VAE decoder)");
+        let shapes = websd::tools::sizes::text_to_image_shapes(&text, text_2.as_ref(), &unet, &vae).map_err(|e| e.to_string())?;
+        let both = if text_2.is_some() { "text encoders (both)" } else { "text encoder" };
+        println!("{model}: text-to-image download ({both} + UNet + VAE decoder)");
         println!("{:<22} {:>14} {:>10} {:>13} {:>10}", "storage", "text encoder", "UNet", "VAE decoder", "total");
         for (label, opts) in websd::tools::sizes::settings() {
             let per = websd::tools::sizes::download_bytes(&shapes, &opts);
             let mb = |c: &str| per.get(c).copied().unwrap_or(0) as f64 / 1e6;
             let total: u64 = per.values().sum();
-            println!("{label:<22} {:>11.1} MB {:>7.1} MB {:>10.1} MB {:>7.3} GB", mb("text_encoder"), mb("unet"), mb("vae"), total as f64 / 1e9);
+            println!("{label:<22} {:>11.1} MB {:>7.1} MB {:>10.1} MB {:>7.3} GB", mb("text_encoder") + mb("text_encoder_2"), mb("unet"), mb("vae"), total as f64 / 1e9);
         }
         Ok(())
     }

@@ -88,6 +88,12 @@ impl ClipConfig {
         .expect("built-in config")
     }
 
+    /// SDXL's two encoders: CLIP ViT-L (as SD 1.x's) and OpenCLIP bigG with its projection.
+    pub fn sdxl() -> (Self, Self) {
+        let config = |text| Self::from_json(text).expect("built-in config");
+        (config(crate::weights::single_file::SDXL_TEXT), config(crate::weights::single_file::SDXL_TEXT_2))
+    }
+
     /// SD 2.x / SD-Turbo: OpenCLIP ViT-H/14's text tower with its last layer dropped (23 layers).
     pub fn sd2() -> Self {
         Self::from_json(

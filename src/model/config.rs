@@ -255,6 +255,11 @@ impl UNetConfig {
     pub fn sd21() -> Self {
         Self::from_json(SD21_UNET).expect("built-in config")
     }
+
+    /// The real SDXL base 1.0 UNet config (SDXL-Turbo uses the same).
+    pub fn sdxl() -> Self {
+        Self::from_json(crate::weights::single_file::SDXL_UNET).expect("built-in config")
+    }
 }
 
 const SD15_UNET: &str = r#"{
@@ -351,6 +356,11 @@ impl VaeConfig {
             return bad(format!("`{key}` = {value} is not supported"));
         }
         Ok(config)
+    }
+
+    /// SDXL's VAE: SD's architecture, `scaling_factor` 0.13025.
+    pub fn sdxl() -> Self {
+        Self::from_json(crate::weights::single_file::SDXL_VAE).expect("built-in config")
     }
 
     /// The SD 1.x/2.x VAE.

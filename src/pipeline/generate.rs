@@ -149,7 +149,12 @@ impl StableDiffusion {
     /// Tokenizes `text` (A1111 weighting syntax) into 77-id chunks with this model's padding,
     /// and the weight of each id.
     pub fn tokenize(&self, text: &str) -> Result<(Chunks, Vec<Vec<f32>>)> {
-        let tokenizer = ClipTokenizer::shared(self.pad_token as u32)?;
+        self.tokenize_padded(text, self.pad_token)
+    }
+
+    /// [`Self::tokenize`] for the tokenizer that pads with `pad_token` (SDXL's two differ).
+    fn tokenize_padded(&self, text: &str, pad_token: i64) -> Result<(Chunks, Vec<Vec<f32>>)> {
+        let tokenizer = ClipTokenizer::shared(pad_token as u32)?;
         let encoded = tokenizer.encode_weighted(text)?;
         if encoded.chunks.len() > crate::tokenizer::MAX_CHUNKS {
             return Err(Error::InvalidInput(crate::tokenizer::too_long("prompt", encoded.token_count)));
@@ -186,10 +191,22 @@ impl StableDiffusion {
             return Err(Error::InvalidRequest(format!("the prompt asks for {} but the model is loaded with {}", list(&wanted), list(&self.loras))));
         }
         let (prompt, prompt_weights) = self.tokenize(&prompt_text)?;
-        let (negative_prompt, negative_weights) = self.tokenize(&s.negative_prompt)?;
+        let (mut negative_prompt, negative_weights) = self.tokenize(&s.negative_prompt)?;
+        // SDXL: the same texts through the second tokenizer; an empty negative prompt is one left
+        // out (diffusers' None), which force_zeros_for_empty_prompt turns into zeros.
+        let (mut prompt_2, mut negative_prompt_2) = (vec![], vec![]);
+        if self.text_encoder_2.is_some() {
+            prompt_2 = self.tokenize_padded(&prompt_text, self.pad_token_2)?.0;
+            negative_prompt_2 = self.tokenize_padded(&s.negative_prompt, self.pad_token_2)?.0;
+            if s.negative_prompt.trim().is_empty() {
+                (negative_prompt, negative_prompt_2) = (vec![], vec![]);
+            }
+        }
         Ok(Request {
             prompt,
             negative_prompt,
+            prompt_2,
+            negative_prompt_2,
             prompt_weights,
             negative_weights,
             steps: s.steps,

@@ -20,14 +20,18 @@ impl Configs {
     pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
         let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the model has no {name}")));
         let unet = UNetConfig::from_json(&config("unet")?)?;
-        super::check_pipeline_unet(&unet)?;
-        Ok(Self { unet, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)? })
+        let text_encoder_2 = match manifest.components.get("text_encoder_2") {
+            Some(c) => Some(ClipConfig::from_json(&c.to_string())?),
+            None => None,
+        };
+        super::check_pipeline(&unet, text_encoder_2.as_ref())?;
+        Ok(Self { unet, vae: VaeConfig::from_json(&config("vae")?)?, text_encoder: ClipConfig::from_json(&config("text_encoder")?)?, text_encoder_2 })
     }
 }
 
 impl StableDiffusion {
     /// Loads a diffusers pipeline folder (text_encoder/, unet/, vae/, scheduler/, and taesd/ when
-    /// present beside them).
+    /// present beside them; SDXL's also text_encoder_2/ and tokenizer_2/).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_diffusers_dir(dir: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
         Self::from_diffusers_dir_with_loras(dir, device, &[])
@@ -45,8 +49,13 @@ impl StableDiffusion {
             unet: UNetConfig::from_json(&read(dir.join("unet/config.json"))?)?,
             vae: VaeConfig::from_json(&read(dir.join("vae/config.json"))?)?,
             text_encoder: ClipConfig::from_json(&read(dir.join("text_encoder/config.json"))?)?,
+            text_encoder_2: if dir.join("text_encoder_2").is_dir() { Some(ClipConfig::from_json(&read(dir.join("text_encoder_2/config.json"))?)?) } else { None },
         };
-        super::check_pipeline_unet(&configs.unet)?;
+        super::check_pipeline(&configs.unet, configs.text_encoder_2.as_ref())?;
+        let text_config_2 = match configs.text_encoder_2 {
+            Some(_) => Some(crate::config_json::parse_value(&read(dir.join("text_encoder_2/config.json"))?, "text encoder 2 config")?),
+            None => None,
+        };
         let taesd_dir = dir.join("taesd");
         let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &Default::default());
         let weights = |name: &str| SafetensorsSource::from_dir(dir.join(name));
@@ -54,13 +63,19 @@ impl StableDiffusion {
             text_encoder: with_loras(&mut weights("text_encoder")?, Component::TextEncoder, loras, |s| {
                 ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(s, device))
             })?,
+            text_encoder_2: match &configs.text_encoder_2 {
+                Some(c) => Some(ClipTextModel::load(c, &mut WeightLoader::new(&mut weights("text_encoder_2")?, device))?),
+                None => None,
+            },
             unet: with_loras(&mut weights("unet")?, Component::Unet, loras, |s| UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(s, device)))?,
             vae: AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut weights("vae")?, device))?,
             taesd: if taesd_dir.is_dir() { Some(Taesd::from_dir(taesd_dir, device)?) } else { None },
             suggested,
             configs,
             buffer_limit: None,
-            pad_token: pad_token(dir, &text_config),
+            pad_token: pad_token(&dir.join("tokenizer"), &text_config),
+            pad_token_2: text_config_2.as_ref().map_or(0, |c| pad_token(&dir.join("tokenizer_2"), c)),
+            force_zeros_for_empty_prompt: force_zeros_for_empty_prompt(dir),
             loras: tags(loras),
             scheduler_config,
             device: device.clone(),
@@ -82,12 +97,23 @@ fn with_loras<T>(source: &mut dyn TensorSource, component: Component, loras: &[(
     Ok(built)
 }
 
-/// SD 1.x's tokenizer pads with `<|endoftext|>` (49407), SD 2.x's with `!` (0): from the
-/// tokenizer's config when the folder has it, else from the text tower (OpenCLIP uses gelu).
+/// diffusers' StableDiffusionXLPipeline default (true) unless model_index.json says otherwise.
 #[cfg(not(target_arch = "wasm32"))]
-fn pad_token(dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
+pub(crate) fn force_zeros_for_empty_prompt(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("model_index.json"))
+        .ok()
+        .and_then(|t| crate::config_json::parse_value(&t, "model_index.json").ok())
+        .and_then(|v| v["force_zeros_for_empty_prompt"].as_bool())
+        .unwrap_or(true)
+}
+
+/// SD 1.x's tokenizer pads with `<|endoftext|>` (49407), SD 2.x's (and SDXL's second) with `!`
+/// (0): from the tokenizer folder's special_tokens_map.json when the folder has it, else from
+/// the text tower (OpenCLIP uses gelu).
+#[cfg(not(target_arch = "wasm32"))]
+fn pad_token(tokenizer_dir: &std::path::Path, text_config: &serde_json::Value) -> i64 {
     let tokenizer: Option<serde_json::Value> =
-        std::fs::read_to_string(dir.join("tokenizer/special_tokens_map.json")).ok().and_then(|t| crate::config_json::parse_value(&t, "special_tokens_map.json").ok());
+        std::fs::read_to_string(tokenizer_dir.join("special_tokens_map.json")).ok().and_then(|t| crate::config_json::parse_value(&t, "special_tokens_map.json").ok());
     let pad = tokenizer.as_ref().and_then(|t| t["pad_token"].as_str().or_else(|| t["pad_token"]["content"].as_str()).map(String::from));
     match pad.as_deref() {
         Some("!") => 0,
@@ -124,6 +150,10 @@ impl StableDiffusion {
         let text_encoder = with_loras(&mut source("text_encoder")?, Component::TextEncoder, loras, |s| {
             ClipTextModel::load(&configs.text_encoder, &mut WeightLoader::new(s, device).with_dtype(dtype))
         })?;
+        let text_encoder_2 = match &configs.text_encoder_2 {
+            Some(c) => Some(ClipTextModel::load(c, &mut WeightLoader::new(&mut source("text_encoder_2")?, device).with_dtype(dtype))?),
+            None => None,
+        };
         let unet = with_loras(&mut source("unet")?, Component::Unet, loras, |s| UNet2DConditionModel::load(&configs.unet, &mut WeightLoader::new(s, device).with_dtype(dtype)))?;
         let vae = AutoencoderKL::load(&configs.vae, &mut WeightLoader::new(&mut source("vae")?, device))?;
         let taesd = match manifest.components.get("taesd") {
@@ -134,6 +164,7 @@ impl StableDiffusion {
         let suggested = crate::suggested::Suggested::infer(&configs.unet, &configs.vae, &scheduler_config, &manifest.suggested);
         Ok(Self {
             text_encoder,
+            text_encoder_2,
             unet,
             vae,
             taesd,
@@ -142,6 +173,8 @@ impl StableDiffusion {
             buffer_limit: None,
             scheduler_config,
             pad_token: manifest.tokenizer.pad_token_id as i64,
+            pad_token_2: manifest.tokenizer_2.as_ref().map_or(0, |t| t.pad_token_id as i64),
+            force_zeros_for_empty_prompt: manifest.force_zeros_for_empty_prompt,
             loras: tags(loras),
             device: device.clone(),
             dtype,

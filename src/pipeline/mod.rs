@@ -16,13 +16,15 @@ use crate::error::{Error, Result};
 use crate::model::clip::{ClipConfig, ClipTextModel};
 use crate::model::config::{UNetConfig, VaeConfig};
 use crate::model::taesd::Taesd;
-use crate::model::unet::UNet2DConditionModel;
+use crate::model::unet::{TextTime, UNet2DConditionModel};
 use crate::model::vae::AutoencoderKL;
 use crate::scheduler::{SchedulerConfig, SchedulerKind};
 
 /// The networks of one model, on one device.
 pub struct StableDiffusion {
     pub text_encoder: ClipTextModel,
+    /// SDXL's second text encoder (OpenCLIP bigG with its projection); None for SD 1.x/2.x.
+    pub text_encoder_2: Option<ClipTextModel>,
     pub unet: UNet2DConditionModel,
     pub vae: AutoencoderKL,
     pub taesd: Option<Taesd>,
@@ -38,6 +40,12 @@ pub struct StableDiffusion {
     pub buffer_limit: Option<u64>,
     /// Padding token: 49407 for SD 1.x's tokenizer, 0 for SD 2.x's.
     pub pad_token: i64,
+    /// SDXL: the second tokenizer's padding token (0: SDXL's second tokenizer pads with `!`).
+    pub pad_token_2: i64,
+    /// SDXL: a negative prompt left out gives all-zero unconditional embeddings instead of the
+    /// encoded empty prompt (model_index.json's `force_zeros_for_empty_prompt`, diffusers'
+    /// default true).
+    pub force_zeros_for_empty_prompt: bool,
     /// The LoRAs merged into the weights, with their weights: a prompt's `<lora:…>` tags must
     /// name exactly these (a different set needs a reload).
     pub loras: Vec<crate::prompt::LoraTag>,
@@ -53,15 +61,42 @@ pub struct Configs {
     pub unet: UNetConfig,
     pub vae: VaeConfig,
     pub text_encoder: ClipConfig,
+    /// SDXL's second text encoder.
+    pub text_encoder_2: Option<ClipConfig>,
 }
 
-/// Refuses a UNet this pipeline cannot drive: SDXL's needs two text encoders and the added
-/// `text_time` conditioning, which the pipeline does not make yet (the model itself runs it).
-pub fn check_pipeline_unet(unet: &UNetConfig) -> Result<()> {
-    if unet.text_time()?.is_some() {
-        return Err(Error::UnsupportedConfig("an SDXL UNet (addition_embed_type \"text_time\"): SDXL generation is not supported yet".into()));
+/// Refuses a set of networks this pipeline cannot drive together: an SDXL UNet (`text_time`)
+/// needs the second text encoder and the base model's six time ids (original size, crop, target
+/// size); the refiner's five (an aesthetic score instead of the target size) and its single
+/// encoder are not supported. A second encoder without an SDXL UNet is refused too.
+pub fn check_pipeline(unet: &UNetConfig, text_encoder_2: Option<&ClipConfig>) -> Result<()> {
+    match (unet.text_time()?, text_encoder_2) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(Error::UnsupportedConfig("a second text encoder (text_encoder_2) with a UNet that takes no pooled text embedding (not SDXL's)".into())),
+        (Some(_), None) => Err(Error::UnsupportedConfig(
+            "an SDXL UNet (addition_embed_type \"text_time\") without SDXL's second text encoder (text_encoder_2): the SDXL refiner is not supported".into(),
+        )),
+        (Some(spec), Some(second)) => {
+            let pooled = second.projection_dim;
+            if !second.with_projection() || spec.input_dim != pooled + SDXL_TIME_IDS * spec.time_dim {
+                return Err(Error::UnsupportedConfig(format!(
+                    "an SDXL UNet whose added embedding takes {} features; SDXL base takes the pooled text embedding ({pooled}) and {SDXL_TIME_IDS} time ids × {} (the refiner's aesthetic score is not supported)",
+                    spec.input_dim, spec.time_dim
+                )));
+            }
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// SDXL base's micro-conditioning: original size (h, w), crop top-left (y, x), target size (h, w).
+pub const SDXL_TIME_IDS: usize = 6;
+
+/// An empty prompt's 77 ids for a tokenizer padding with `pad_token`: BOS, EOS, padding.
+pub fn empty_chunk(pad_token: i64) -> Vec<i64> {
+    let mut ids = vec![49406, 49407];
+    ids.resize(77, pad_token);
+    ids
 }
 
 /// Which decoder turns latents into pixels.
@@ -74,7 +109,13 @@ pub enum Decoder {
 /// One generation request, with prompts already tokenized into 77-id chunks.
 pub struct Request {
     pub prompt: Vec<Vec<i64>>,
+    /// SDXL: an empty negative prompt (no chunks) is a negative prompt left out, which
+    /// `force_zeros_for_empty_prompt` makes all zeros; one chunk of the empty text is encoded.
     pub negative_prompt: Vec<Vec<i64>>,
+    /// SDXL: the same texts through the second tokenizer (which pads differently), as many
+    /// chunks as `prompt` and `negative_prompt`; empty for SD 1.x/2.x.
+    pub prompt_2: Vec<Vec<i64>>,
+    pub negative_prompt_2: Vec<Vec<i64>>,
     /// A1111 prompt weights per id of each chunk (empty: all 1).
     pub prompt_weights: Vec<Vec<f32>>,
     pub negative_weights: Vec<Vec<f32>>,
@@ -145,28 +186,94 @@ impl StableDiffusion {
         let mut parts = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
             let hidden = self.text_encoder.forward(std::slice::from_ref(chunk), clip_skip)?.hidden;
-            let hidden = match weights.get(i) {
-                Some(w) if w.len() == chunk.len() && w.iter().any(|&x| x != 1.0) => {
-                    let dtype = hidden.dtype();
-                    let z = hidden.cast(FloatDType::F32);
-                    let original_mean = z.clone().mean();
-                    let w = Tensor::<1>::from_data(burn::tensor::TensorData::new(w.clone(), [w.len()]), &self.device);
-                    let weighted = z * w.reshape([1, chunk.len(), 1]);
-                    let new_mean = weighted.clone().mean();
-                    (weighted * (original_mean / new_mean).unsqueeze::<3>()).cast(dtype)
-                }
-                _ => hidden,
-            };
-            parts.push(hidden);
+            parts.push(self.weigh(hidden, weights.get(i)));
         }
         Ok(Tensor::cat(parts, 1))
     }
 
+    /// One chunk's embeddings [1, 77, D] with A1111's weights applied (scaled per token, then
+    /// rescaled to keep the chunk's mean); unchanged without weights or with all of them 1.
+    fn weigh(&self, hidden: Tensor<3>, weights: Option<&Vec<f32>>) -> Tensor<3> {
+        let n = hidden.dims()[1];
+        match weights {
+            Some(w) if w.len() == n && w.iter().any(|&x| x != 1.0) => {
+                let dtype = hidden.dtype();
+                let z = hidden.cast(FloatDType::F32);
+                let original_mean = z.clone().mean();
+                let w = Tensor::<1>::from_data(burn::tensor::TensorData::new(w.clone(), [n]), &self.device);
+                let weighted = z * w.reshape([1, n, 1]);
+                let new_mean = weighted.clone().mean();
+                (weighted * (original_mean / new_mean).unsqueeze::<3>()).cast(dtype)
+            }
+            _ => hidden,
+        }
+    }
+
+    /// SDXL's conditioning for one prompt, as diffusers' StableDiffusionXLPipeline.encode_prompt
+    /// makes it: each chunk through both encoders (`chunks` from the first tokenizer, `chunks_2`
+    /// from the second), their `hidden_states[-(clip_skip + 1)]` (SDXL's default, clip_skip 1, is
+    /// the penultimate layer, without the final layer norm) joined on the feature axis and the
+    /// chunks along the sequence: [1, 77·k, D1 + D2]; and the second encoder's projected pooled
+    /// output of the first chunk [1, P] (diffusers truncates to one chunk; A1111 and ComfyUI pool
+    /// the first). A1111 weights scale each encoder's embeddings separately (each keeps its mean),
+    /// never the pooled output. A clip_skip above 1 applies to the negative prompt too, as in
+    /// this pipeline's SD path and A1111 (diffusers skips only in the prompt: its negative prompt
+    /// always reads hidden_states[-2]).
+    pub fn encode_prompt_sdxl(&self, chunks: &[Vec<i64>], chunks_2: &[Vec<i64>], weights: &[Vec<f32>], clip_skip: usize) -> Result<(Tensor<3>, Tensor<2>)> {
+        let Some(encoder_2) = &self.text_encoder_2 else {
+            return Err(Error::InvalidRequest("SDXL conditioning needs the second text encoder, which this model lacks".into()));
+        };
+        if chunks.len() != chunks_2.len() || chunks.is_empty() {
+            return Err(Error::InvalidRequest(format!("SDXL needs the prompt from both tokenizers in the same number of chunks, not {} and {}", chunks.len(), chunks_2.len())));
+        }
+        let skip = clip_skip.max(1) + 1;
+        let (mut parts, mut pooled) = (Vec::with_capacity(chunks.len()), None);
+        for (i, (chunk, chunk_2)) in chunks.iter().zip(chunks_2).enumerate() {
+            let first = self.text_encoder.forward_sdxl(std::slice::from_ref(chunk), skip)?.hidden;
+            let second = encoder_2.forward_sdxl(std::slice::from_ref(chunk_2), skip)?;
+            pooled.get_or_insert(second.pooled);
+            let weights = weights.get(i);
+            parts.push(Tensor::cat(vec![self.weigh(first, weights), self.weigh(second.hidden, weights)], 2));
+        }
+        Ok((Tensor::cat(parts, 1), pooled.expect("at least one chunk")))
+    }
+
     /// An empty prompt's chunk: BOS, EOS, padding (what an absent negative prompt encodes).
     pub fn empty_chunk(&self) -> Vec<i64> {
-        let mut ids = vec![49406, 49407];
-        ids.resize(77, self.pad_token);
-        ids
+        empty_chunk(self.pad_token)
+    }
+
+    /// SDXL's conditioning for a request, for the UNet's rows (the unconditional half first when
+    /// `cfg`): context [R, 77·k, D1 + D2] and the added conditioning (pooled embedding and
+    /// time ids [R, 6]). The time ids are diffusers' defaults: original and target size both the
+    /// request's (height, width), crop (0, 0).
+    fn sdxl_conditioning(&self, req: &Request, cfg: bool) -> Result<(Tensor<3>, TextTime)> {
+        let b = req.batch;
+        let chunks = req.prompt.len().max(if cfg { req.negative_prompt.len() } else { 0 });
+        let pad = |c: &[Vec<i64>], pad_token: i64| {
+            let mut c = c.to_vec();
+            c.resize(chunks, empty_chunk(pad_token));
+            c
+        };
+        let (cond, pooled) = self.encode_prompt_sdxl(&pad(&req.prompt, self.pad_token), &pad(&req.prompt_2, self.pad_token_2), &req.prompt_weights, req.clip_skip)?;
+        let (context, pooled) = if cfg {
+            let (uncond, uncond_pooled) = if req.negative_prompt.is_empty() && self.force_zeros_for_empty_prompt {
+                // diffusers: a negative prompt left out (None) with force_zeros_for_empty_prompt is zeros.
+                (cond.zeros_like(), pooled.zeros_like())
+            } else {
+                let negative = if req.negative_prompt.is_empty() { vec![self.empty_chunk()] } else { req.negative_prompt.clone() };
+                let negative_2 = if req.negative_prompt_2.is_empty() { vec![empty_chunk(self.pad_token_2)] } else { req.negative_prompt_2.clone() };
+                self.encode_prompt_sdxl(&pad(&negative, self.pad_token), &pad(&negative_2, self.pad_token_2), &req.negative_weights, req.clip_skip)?
+            };
+            (Tensor::cat(vec![uncond.repeat_dim(0, b), cond.repeat_dim(0, b)], 0), Tensor::cat(vec![uncond_pooled.repeat_dim(0, b), pooled.repeat_dim(0, b)], 0))
+        } else {
+            (cond.repeat_dim(0, b), pooled.repeat_dim(0, b))
+        };
+        let rows = context.dims()[0];
+        let (h, w) = (req.height as f32, req.width as f32);
+        let ids: Vec<f32> = (0..rows).flat_map(|_| [h, w, 0.0, 0.0, h, w]).collect();
+        let time_ids = Tensor::<2>::from_data(burn::tensor::TensorData::new(ids, [rows, SDXL_TIME_IDS]), &self.device).cast(pooled.dtype());
+        Ok((context, TextTime { text_embeds: pooled, time_ids }))
     }
 
     /// Runs the request; `on_step(done, total, denoised)` is awaited after every step and stops
@@ -190,8 +297,10 @@ impl StableDiffusion {
         if let Some(limit) = self.buffer_limit {
             let copies = if cfg { 2 } else { 1 };
             let bytes_per = if self.dtype == FloatDType::F16 { 2 } else { 4 };
-            let Configs { unet, vae, text_encoder } = &self.configs;
-            crate::memory::check_fits(unet, vae, text_encoder, req.width, req.height, (req.batch * copies) as u64, bytes_per, limit)?;
+            let Configs { unet, vae, text_encoder, text_encoder_2 } = &self.configs;
+            // SDXL: the wider encoder (bigG) has the larger token embedding chunk.
+            let text = text_encoder_2.as_ref().filter(|t| t.hidden_size > text_encoder.hidden_size).unwrap_or(text_encoder);
+            crate::memory::check_fits(unet, vae, text, req.width, req.height, (req.batch * copies) as u64, bytes_per, limit)?;
         }
         let device = self.device.clone();
         let b = req.batch;
@@ -199,18 +308,24 @@ impl StableDiffusion {
         let lcm_guidance = self.unet.guidance_embedding_dim;
 
         // Conditioning: prompt and negative prompt padded to the same number of chunks.
-        let chunks = req.prompt.len().max(if cfg { req.negative_prompt.len() } else { 0 });
-        let pad = |c: &[Vec<i64>]| {
-            let mut c = c.to_vec();
-            c.resize(chunks, self.empty_chunk());
-            c
-        };
-        let cond = self.encode_prompt(&pad(&req.prompt), &req.prompt_weights, req.clip_skip)?;
-        let context = if cfg {
-            let uncond = self.encode_prompt(&pad(&req.negative_prompt), &req.negative_weights, req.clip_skip)?;
-            Tensor::cat(vec![uncond.repeat_dim(0, b), cond.repeat_dim(0, b)], 0)
+        let (context, text_time) = if self.text_encoder_2.is_some() {
+            let (context, text_time) = self.sdxl_conditioning(req, cfg)?;
+            (context, Some(text_time))
         } else {
-            cond.repeat_dim(0, b)
+            let chunks = req.prompt.len().max(if cfg { req.negative_prompt.len() } else { 0 });
+            let pad = |c: &[Vec<i64>]| {
+                let mut c = c.to_vec();
+                c.resize(chunks, self.empty_chunk());
+                c
+            };
+            let cond = self.encode_prompt(&pad(&req.prompt), &req.prompt_weights, req.clip_skip)?;
+            let context = if cfg {
+                let uncond = self.encode_prompt(&pad(&req.negative_prompt), &req.negative_weights, req.clip_skip)?;
+                Tensor::cat(vec![uncond.repeat_dim(0, b), cond.repeat_dim(0, b)], 0)
+            } else {
+                cond.repeat_dim(0, b)
+            };
+            (context, None)
         };
         let guidance_emb = lcm_guidance.map(|d| guidance_embedding(req.guidance, d, b, &device).cast(self.dtype));
 
@@ -269,7 +384,8 @@ impl StableDiffusion {
             }
             .cast(self.dtype);
             let timesteps = Tensor::<1>::full([b * copies], t as f32, &device);
-            let out = self.unet.forward(input, timesteps, context.clone(), guidance_emb.clone())?.cast(FloatDType::F32);
+            let added = text_time.as_ref().map(|c| TextTime { text_embeds: c.text_embeds.clone(), time_ids: c.time_ids.clone() });
+            let out = self.unet.forward_text_time(input, timesteps, context.clone(), guidance_emb.clone(), added)?.cast(FloatDType::F32);
             let prediction = if cfg {
                 let mut halves = out.chunk(2, 0);
                 let cond = halves.pop().unwrap();
@@ -334,7 +450,9 @@ impl StableDiffusion {
     }
 
     /// Latents → images [B, 3, H, W]; the VAE decodes one image at a time, in tiles when its
-    /// largest activation would exceed WebGPU's default 128 MiB storage binding.
+    /// largest activation would exceed WebGPU's default 128 MiB storage binding. The VAE is
+    /// always f32 (SD's and SDXL's overflow f16: diffusers' `force_upcast`), and the latents are
+    /// unscaled by the VAE config's `scaling_factor` (0.18215 SD 1.x/2.x, 0.13025 SDXL).
     pub fn decode(&self, latents: Tensor<4>, decoder: Decoder) -> Tensor<4> {
         match (decoder, &self.taesd) {
             (Decoder::Taesd, Some(taesd)) => taesd.decode(latents),

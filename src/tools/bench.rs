@@ -51,6 +51,9 @@ impl Model {
 
     /// The architecture of a converted model (its manifest.json); the weights stay random.
     pub fn from_manifest(manifest: &crate::weights::Manifest) -> Result<Self> {
+        if manifest.components.contains_key("text_encoder_2") {
+            return Err(Error::UnsupportedConfig("benchmarking an SDXL model (two text encoders) is not supported yet".into()));
+        }
         let config = |name: &str| manifest.components.get(name).map(|v| v.to_string()).ok_or_else(|| Error::Other(format!("the manifest has no {name} config")));
         Ok(Self {
             name: manifest.name.clone(),
@@ -384,14 +387,17 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         let cfg = !model.turbo;
         let sd = StableDiffusion {
             text_encoder,
+            text_encoder_2: None,
             unet,
             vae,
             taesd: None,
             scheduler_config: SchedulerConfig::default(),
             suggested: crate::suggested::Suggested { scheduler: SchedulerKind::Euler, steps, guidance_scale: if cfg { 7.5 } else { 0.0 }, width: opts.size, height: opts.size },
-            configs: crate::pipeline::Configs { unet: model.unet.clone(), vae: model.vae.clone(), text_encoder: model.text.clone() },
+            configs: crate::pipeline::Configs { unet: model.unet.clone(), vae: model.vae.clone(), text_encoder: model.text.clone(), text_encoder_2: None },
             buffer_limit: None,
             pad_token: pad,
+            pad_token_2: 0,
+            force_zeros_for_empty_prompt: true,
             loras: vec![],
             device: device.clone(),
             dtype: dt,
@@ -399,6 +405,8 @@ pub async fn run(opts: &Options, device: &Device, device_name: &str, mut on_row:
         let request = Request {
             prompt: vec![prompt_ids(pad)],
             negative_prompt: vec![],
+            prompt_2: vec![],
+            negative_prompt_2: vec![],
             prompt_weights: vec![],
             negative_weights: vec![],
             steps,

@@ -13,9 +13,10 @@ use crate::model::vae::AutoencoderKL;
 use crate::weights::convert::{self, ConvertOptions, Quant, VaeStorage};
 use crate::weights::{RandomSource, TensorSource, WeightLoader};
 
-/// (component, tensor name, shape) of every tensor text-to-image downloads: the text encoder, the
-/// UNet and the VAE decoder (the VAE encoder is only needed for img2img).
-pub fn text_to_image_shapes(text: &ClipConfig, unet: &UNetConfig, vae: &VaeConfig) -> Result<Vec<(&'static str, String, Vec<usize>)>> {
+/// (component, tensor name, shape) of every tensor text-to-image downloads: the text encoder
+/// (and SDXL's second, `text_2`), the UNet and the VAE decoder (the VAE encoder is only needed for
+/// img2img). The networks are built from random weights in f16 (SDXL's UNet alone is 5 GB so).
+pub fn text_to_image_shapes(text: &ClipConfig, text_2: Option<&ClipConfig>, unet: &UNetConfig, vae: &VaeConfig) -> Result<Vec<(&'static str, String, Vec<usize>)>> {
     let device = Device::flex();
     let mut shapes = Vec::new();
     let mut record = |component: &'static str, src: &RandomSource| {
@@ -27,13 +28,19 @@ pub fn text_to_image_shapes(text: &ClipConfig, unet: &UNetConfig, vae: &VaeConfi
         }
     };
     let mut src = RandomSource::new();
-    ClipTextModel::load(text, &mut WeightLoader::new(&mut src, &device))?;
+    let f16 = burn::tensor::FloatDType::F16;
+    ClipTextModel::load(text, &mut WeightLoader::new(&mut src, &device).with_dtype(f16))?;
     record("text_encoder", &src);
+    if let Some(text_2) = text_2 {
+        let mut src = RandomSource::new();
+        ClipTextModel::load(text_2, &mut WeightLoader::new(&mut src, &device).with_dtype(f16))?;
+        record("text_encoder_2", &src);
+    }
     let mut src = RandomSource::new();
-    AutoencoderKL::load(vae, &mut WeightLoader::new(&mut src, &device))?;
+    AutoencoderKL::load(vae, &mut WeightLoader::new(&mut src, &device).with_dtype(f16))?;
     record("vae", &src);
     let mut src = RandomSource::new();
-    UNet2DConditionModel::load(unet, &mut WeightLoader::new(&mut src, &device))?;
+    UNet2DConditionModel::load(unet, &mut WeightLoader::new(&mut src, &device).with_dtype(f16))?;
     record("unet", &src);
     Ok(shapes)
 }

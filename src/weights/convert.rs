@@ -196,11 +196,15 @@ async fn folder_json(io: &mut impl ConvertIo, files: &[InputFile], folder: &Fold
     read_json(io, files, file).await
 }
 
-/// A diffusers folder's text_encoder, unet and vae configs, and its scheduler config.
+/// A diffusers folder's text_encoder, unet and vae configs (and SDXL's text_encoder_2), and its
+/// scheduler config.
 async fn folder_configs(io: &mut impl ConvertIo, files: &[InputFile], folder: &Folder) -> Result<(BTreeMap<String, Value>, Value)> {
     let mut components = BTreeMap::new();
     for c in ["text_encoder", "unet", "vae"] {
         components.insert(c.to_string(), folder_json(io, files, folder, &format!("{c}/config.json")).await?);
+    }
+    if folder.get("text_encoder_2/config.json").is_some() {
+        components.insert("text_encoder_2".to_string(), folder_json(io, files, folder, "text_encoder_2/config.json").await?);
     }
     Ok((components, folder_json(io, files, folder, "scheduler/scheduler_config.json").await?))
 }
@@ -331,6 +335,8 @@ pub enum Op {
     Squeeze,
     /// Rows `part·n/3 .. (part+1)·n/3` of a fused q/k/v projection (OpenCLIP's in_proj).
     Third(usize),
+    /// A matrix [a, b] as [b, a] (OpenCLIP's `text_projection`, applied as `x @ P`).
+    Transpose,
 }
 
 /// One tensor to write: its component and diffusers name, where it comes from.
@@ -357,16 +363,22 @@ fn result_shape(src: &[usize], op: &Op) -> Vec<usize> {
             s[0] /= 3;
             s
         }
+        Op::Transpose => src.iter().rev().copied().collect(),
     }
 }
 
-fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> &'v [f32] {
+fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> std::borrow::Cow<'v, [f32]> {
+    use std::borrow::Cow;
     match op {
-        Op::Copy | Op::Squeeze => values,
+        Op::Copy | Op::Squeeze => Cow::Borrowed(values),
         Op::Third(part) => {
             let row: usize = src.iter().skip(1).product();
             let rows = src[0] / 3;
-            &values[part * rows * row..(part + 1) * rows * row]
+            Cow::Borrowed(&values[part * rows * row..(part + 1) * rows * row])
+        }
+        Op::Transpose => {
+            let (a, b) = (src[0], src.get(1).copied().unwrap_or(1));
+            Cow::Owned((0..a * b).map(|k| values[(k % a) * b + k / a]).collect())
         }
     }
 }
@@ -375,7 +387,7 @@ fn apply<'v>(values: &'v [f32], src: &[usize], op: &Op) -> &'v [f32] {
 pub fn storage_for(component: &str, name: &str, shape: &[usize], opts: &ConvertOptions) -> StorageDtype {
     let quant = match component {
         "unet" => opts.quant,
-        "text_encoder" => opts.text_encoder_quant.unwrap_or(opts.quant),
+        "text_encoder" | "text_encoder_2" => opts.text_encoder_quant.unwrap_or(opts.quant),
         _ => match opts.vae {
             VaeStorage::F32 => return StorageDtype::F32,
             VaeStorage::F16 => return StorageDtype::F16,
@@ -476,8 +488,12 @@ impl<I: ConvertIo> Job<'_, I> {
                 if matches!(item.op, Op::Third(_)) && !src_shape[0].is_multiple_of(3) {
                     return Err(Error::Other(format!("{source}: fused q/k/v rows {} do not divide by 3", src_shape[0])));
                 }
+                if item.op == Op::Transpose && src_shape.len() != 2 {
+                    return Err(Error::Other(format!("{source}: a projection to transpose must be a matrix, not {src_shape:?}")));
+                }
                 let (shape, dtype) = item_storage(item, &src_shape, self.opts);
                 let values = apply(&values, &src_shape, &item.op);
+                let values: &[f32] = &values;
                 // The VAE encoder gets shards of its own: text-to-image never downloads it.
                 let group = if item.component == "vae" && (item.name.starts_with("encoder.") || item.name.starts_with("quant_conv.")) {
                     "vae-encoder".to_string()
@@ -565,7 +581,11 @@ fn check_configs(components: &BTreeMap<String, Value>, scheduler: &Value) -> Res
         config::{UNetConfig, VaeConfig},
     };
     ClipConfig::from_json(&components["text_encoder"].to_string())?;
-    crate::pipeline::check_pipeline_unet(&UNetConfig::from_json(&components["unet"].to_string())?)?;
+    let text_encoder_2 = match components.get("text_encoder_2") {
+        Some(c) => Some(ClipConfig::from_json(&c.to_string())?),
+        None => None,
+    };
+    crate::pipeline::check_pipeline(&UNetConfig::from_json(&components["unet"].to_string())?, text_encoder_2.as_ref())?;
     VaeConfig::from_json(&components["vae"].to_string())?;
     crate::scheduler::SchedulerConfig::from_json(&scheduler.to_string())?;
     Ok(())
@@ -618,27 +638,47 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
     let files = &source.files;
     let mut notes = Vec::new();
     let mut parts = Vec::new();
+    let (mut tokenizer_2, mut force_zeros_for_empty_prompt) = (None, true);
     let (mut components, scheduler, tokenizer, name) = match &source.model {
         ModelSource::Diffusers(folder) => {
             let (components, scheduler) = folder_configs(io, files, folder).await?;
             check_configs(&components, &scheduler)?;
-            for c in ["text_encoder", "unet", "vae"] {
+            let sdxl = components.contains_key("text_encoder_2");
+            for c in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+                if c == "text_encoder_2" && !sdxl {
+                    continue;
+                }
+                let text = c.starts_with("text_encoder");
                 for file in folder.model_files(c)? {
                     let file = SourceFile::read(io, files, file).await?;
+                    // SDXL's second encoder keeps its `text_projection` (the pooled embedding's).
                     let items: Vec<Item> = file
                         .names()
                         .filter(|n| file.is_float(n))
-                        .filter(|n| !(c == "text_encoder" && (n.ends_with("position_ids") || n.starts_with("text_projection"))))
-                        .map(|n| Item::copy(c, if c == "text_encoder" { text_name(n) } else { n }, n.as_str()))
+                        .filter(|n| {
+                            let position_ids = text && n.ends_with("position_ids");
+                            !(position_ids || (c == "text_encoder" && n.starts_with("text_projection")))
+                        })
+                        .map(|n| Item::copy(c, if text { text_name(n) } else { n }, n.as_str()))
                         .collect();
                     parts.push(Part { file, items });
                 }
             }
-            let special_tokens = match folder.get("tokenizer/special_tokens_map.json") {
-                Some(file) => Some(read_json(io, files, file).await?),
-                None => None,
-            };
-            let tokenizer = tokenizer_info(special_tokens.as_ref(), &components["text_encoder"]);
+            let mut special_tokens = Vec::new();
+            for path in ["tokenizer/special_tokens_map.json", "tokenizer_2/special_tokens_map.json"] {
+                special_tokens.push(match folder.get(path) {
+                    Some(file) => Some(read_json(io, files, file).await?),
+                    None => None,
+                });
+            }
+            let tokenizer = tokenizer_info(special_tokens[0].as_ref(), &components["text_encoder"]);
+            if let Some(config) = components.get("text_encoder_2") {
+                tokenizer_2 = Some(tokenizer_info(special_tokens[1].as_ref(), config));
+                // diffusers' StableDiffusionXLPipeline default is true.
+                if let Some(file) = folder.get("model_index.json") {
+                    force_zeros_for_empty_prompt = read_json(io, files, file).await?["force_zeros_for_empty_prompt"].as_bool().unwrap_or(true);
+                }
+            }
             (components, scheduler, tokenizer, folder.name.clone())
         }
         ModelSource::SingleFile { file, configs } => {
@@ -660,6 +700,8 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
             }
             check_configs(&single.configs, &single.scheduler)?;
             let tokenizer = tokenizer_info(None, &single.configs["text_encoder"]);
+            // SDXL's tokenizers: the first pads with EOS, the second (OpenCLIP's) with `!`.
+            tokenizer_2 = single.configs.get("text_encoder_2").map(|c| tokenizer_info(None, c));
             let name = default_name(&files[file.file].path);
             parts.push(Part { file, items: single.items });
             (single.configs, single.scheduler, tokenizer, name)
@@ -698,8 +740,19 @@ pub async fn convert_source(source: &Source, opts: &ConvertOptions, io: &mut imp
         job.write(part).await?;
     }
     job.flush().await?;
-    let manifest =
-        Manifest { format: FORMAT.into(), version: VERSION, name, components, scheduler, tokenizer, tensors: job.tensors, shards: job.shards, suggested: opts.suggested.clone() };
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        name,
+        components,
+        scheduler,
+        tokenizer,
+        tokenizer_2,
+        force_zeros_for_empty_prompt,
+        tensors: job.tensors,
+        shards: job.shards,
+        suggested: opts.suggested.clone(),
+    };
     manifest.validate()?;
     Ok(Converted { manifest, sizes: job.sizes, notes })
 }

@@ -189,11 +189,26 @@ pub struct Manifest {
     /// The raw scheduler_config.json.
     pub scheduler: serde_json::Value,
     pub tokenizer: TokenizerInfo,
+    /// SDXL's second tokenizer (the one `text_encoder_2` pairs with); absent for SD 1.x/2.x.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_2: Option<TokenizerInfo>,
+    /// SDXL (model_index.json): a negative prompt left out conditions on zeros, not on the
+    /// encoded empty text. Written only for SDXL; absent means diffusers' default, true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub force_zeros_for_empty_prompt: bool,
     pub tensors: Vec<TensorEntry>,
     pub shards: Vec<ShardEntry>,
     /// Settings the model's maker suggests over what its configs imply (optional).
     #[serde(default, skip_serializing_if = "crate::suggested::Hints::is_empty")]
     pub suggested: crate::suggested::Hints,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 // The wire form: dtype and numbers read loosely, then checked into a `Manifest`.
@@ -205,6 +220,10 @@ struct RawManifest {
     components: BTreeMap<String, serde_json::Value>,
     scheduler: serde_json::Value,
     tokenizer: TokenizerInfo,
+    #[serde(default)]
+    tokenizer_2: Option<TokenizerInfo>,
+    #[serde(default = "yes")]
+    force_zeros_for_empty_prompt: bool,
     tensors: Vec<RawTensor>,
     shards: Vec<ShardEntry>,
     #[serde(default)]
@@ -267,6 +286,8 @@ impl Manifest {
             components: raw.components,
             scheduler: raw.scheduler,
             tokenizer: raw.tokenizer,
+            tokenizer_2: raw.tokenizer_2,
+            force_zeros_for_empty_prompt: raw.force_zeros_for_empty_prompt,
             tensors,
             shards: raw.shards,
             suggested: raw.suggested,

@@ -3,6 +3,10 @@
 //! `model.diffusion_model.*` → UNet, `first_stage_model.*` → VAE, `cond_stage_model.transformer.*`
 //! (OpenAI CLIP, SD 1.x) or `cond_stage_model.model.*` (OpenCLIP, SD 2.x, fused q/k/v split into
 //! three, last block dropped because SD 2 conditions on the penultimate layer) → text encoder.
+//! SDXL: `conditioner.embedders.0.transformer.*` (CLIP ViT-L) → text_encoder,
+//! `conditioner.embedders.1.model.*` (OpenCLIP bigG: fused q/k/v split, every block kept,
+//! `text_projection` stored [width, projection] and transposed) → text_encoder_2, and the UNet's
+//! `label_emb.0.{0,2}` → `add_embedding.linear_{1,2}`.
 
 use serde_json::Value;
 
@@ -13,9 +17,11 @@ const UNET: &str = "model.diffusion_model.";
 const VAE: &str = "first_stage_model.";
 const CLIP: &str = "cond_stage_model.transformer.";
 const OPEN_CLIP: &str = "cond_stage_model.model.";
+const SDXL_CLIP: &str = "conditioner.embedders.0.transformer.";
+const SDXL_OPEN_CLIP: &str = "conditioner.embedders.1.model.";
 
 pub struct SingleFile {
-    /// "SD 1.x" or "SD 2.x".
+    /// "SD 1.x", "SD 2.x" or "SDXL".
     pub kind: &'static str,
     pub config_origin: String,
     pub items: Vec<Item>,
@@ -29,7 +35,8 @@ pub struct SingleFile {
 
 /// Checkpoints of architectures websd does not run, recognised by a name only they have.
 const OTHER_ARCHITECTURES: &[(&str, &str)] = &[
-    ("conditioner.embedders.", "an SDXL checkpoint (conditioner.embedders.*): SDXL is not supported yet"),
+    // The refiner's only text encoder is OpenCLIP bigG, as embedder 0.
+    ("conditioner.embedders.0.model.", "an SDXL refiner checkpoint (conditioner.embedders.0.model.*): not supported (SDXL base and Turbo are)"),
     ("model.diffusion_model.joint_blocks.", "an SD 3 checkpoint (joint_blocks): not supported"),
     ("model.diffusion_model.double_blocks.", "a FLUX checkpoint (double_blocks): not supported"),
     ("double_blocks.", "a FLUX checkpoint (double_blocks): not supported"),
@@ -40,13 +47,17 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("built-in config")
 }
 
-/// The unet, text_encoder and vae configs, the scheduler config, and where they came from.
+/// The unet, text_encoder (and SDXL's text_encoder_2) and vae configs, the scheduler config, and
+/// where they came from.
 pub type Configs = (std::collections::BTreeMap<String, Value>, Value, String);
 
 /// Maps a single file's names; `configs` (read from a diffusers folder) override the built-in ones.
 pub fn plan(file: &SourceFile, configs: Option<Configs>) -> Result<SingleFile> {
     if let Some((_, what)) = OTHER_ARCHITECTURES.iter().find(|(prefix, _)| file.names().any(|n| n.starts_with(prefix))) {
         return Err(Error::UnsupportedConfig(format!("single file: {what}")));
+    }
+    if file.names().any(|n| n.starts_with(SDXL_CLIP) || n.starts_with(SDXL_OPEN_CLIP)) {
+        return plan_sdxl(file, configs);
     }
     let open_clip = file.names().any(|n| n.starts_with(OPEN_CLIP));
     let clip = file.names().any(|n| n.starts_with(CLIP));
@@ -102,7 +113,7 @@ pub fn plan(file: &SourceFile, configs: Option<Configs>) -> Result<SingleFile> {
     let mut items = Vec::new();
     let (mut ignored, mut ema) = (0, 0);
     let mut unmapped = Vec::new();
-    let resblocks = if sd2 { count_resblocks(file) } else { 0 };
+    let resblocks = if sd2 { count_resblocks(file, OPEN_CLIP) } else { 0 };
     for name in file.names() {
         let mapped = if let Some(rest) = name.strip_prefix(UNET) {
             unet_name(rest, layers_per_block).map(|n| vec![(n, Op::Copy)])
@@ -153,8 +164,87 @@ pub fn plan(file: &SourceFile, configs: Option<Configs>) -> Result<SingleFile> {
     Ok(SingleFile { kind, config_origin, items, configs, scheduler, ignored, ema })
 }
 
-fn count_resblocks(file: &SourceFile) -> usize {
-    file.names().filter_map(|n| n.strip_prefix(OPEN_CLIP)?.strip_prefix("transformer.resblocks.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1)
+/// An SDXL base (or Turbo) checkpoint: both text encoders, as diffusers' single-file loader maps
+/// them (convert_ldm_clip_checkpoint, convert_open_clip_checkpoint with the embedder's prefix).
+fn plan_sdxl(file: &SourceFile, configs: Option<Configs>) -> Result<SingleFile> {
+    let has = |prefix: &str| file.names().any(|n| n.starts_with(prefix));
+    if !has(SDXL_CLIP) || !has(SDXL_OPEN_CLIP) {
+        return Err(Error::UnsupportedConfig(format!("single file: an SDXL checkpoint needs both text encoders ({SDXL_CLIP}* and {SDXL_OPEN_CLIP}*)")));
+    }
+    let width = |name: &str| file.shape(name).map(|s| s[1]).ok_or_else(|| Error::MissingTensor(name.to_string()));
+    let first = width(&format!("{SDXL_CLIP}text_model.embeddings.token_embedding.weight")).or_else(|_| width(&format!("{SDXL_CLIP}embeddings.token_embedding.weight")))?;
+    let second = width(&format!("{SDXL_OPEN_CLIP}token_embedding.weight"))?;
+    let context = file
+        .names()
+        .find(|n| n.starts_with(UNET) && n.ends_with("attn2.to_k.weight"))
+        .and_then(|n| file.shape(n))
+        .map(|s| s[1])
+        .ok_or_else(|| Error::Other("not an SDXL single-file checkpoint: no UNet cross-attention (model.diffusion_model.*.attn2.to_k.weight)".into()))?;
+    if first + second != context {
+        return Err(Error::Other(format!("single file: the text encoders' widths {first} + {second} differ from the UNet's context width {context}")));
+    }
+    let (configs, scheduler, config_origin) = match configs {
+        Some(given) => given,
+        None => {
+            let mut c = std::collections::BTreeMap::new();
+            c.insert("unet".into(), json(SDXL_UNET));
+            c.insert("text_encoder".into(), json(SDXL_TEXT));
+            c.insert("text_encoder_2".into(), json(SDXL_TEXT_2));
+            c.insert("vae".into(), json(SDXL_VAE));
+            (c, json(SDXL_SCHEDULER), "built-in SDXL base 1.0 configs".to_string())
+        }
+    };
+    if !configs.contains_key("text_encoder_2") {
+        return Err(Error::UnsupportedConfig("an SDXL checkpoint with configs that have no text_encoder_2: pass an SDXL diffusers folder as --configs".into()));
+    }
+    let usize_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
+    let layers_per_block = usize_of(&configs["unet"], "layers_per_block").ok_or_else(|| Error::UnsupportedConfig("unet config: layers_per_block must be a number".into()))?;
+    let vae_levels = configs["vae"].get("up_block_types").and_then(Value::as_array).map(Vec::len).unwrap_or(4);
+    let resblocks = count_resblocks(file, SDXL_OPEN_CLIP);
+    if usize_of(&configs["text_encoder_2"], "num_hidden_layers") != Some(resblocks) {
+        return Err(Error::UnsupportedConfig(format!(
+            "text_encoder_2 config has num_hidden_layers {:?}; the file's OpenCLIP tower has {resblocks} blocks",
+            configs["text_encoder_2"].get("num_hidden_layers")
+        )));
+    }
+
+    let mut items = Vec::new();
+    let (mut ignored, mut ema) = (0, 0);
+    let mut unmapped = Vec::new();
+    for name in file.names() {
+        let (component, mapped) = if let Some(rest) = name.strip_prefix(UNET) {
+            ("unet", unet_name(rest, layers_per_block).map(|n| vec![(n, Op::Copy)]))
+        } else if let Some(rest) = name.strip_prefix(VAE) {
+            ("vae", vae_name(rest, vae_levels))
+        } else if let Some(rest) = name.strip_prefix(SDXL_CLIP) {
+            let rest = rest.strip_prefix("text_model.").unwrap_or(rest);
+            ("text_encoder", Some(if rest.ends_with("position_ids") { vec![] } else { vec![(rest.to_string(), Op::Copy)] }))
+        } else if let Some(rest) = name.strip_prefix(SDXL_OPEN_CLIP) {
+            let mapped = match rest {
+                // diffusers: `text_projection.weight` is the stored matrix transposed.
+                "text_projection" => Some(vec![("text_projection.weight".to_string(), Op::Transpose)]),
+                _ => open_clip_names(rest, usize::MAX),
+            };
+            ("text_encoder_2", mapped)
+        } else {
+            ignored += 1;
+            ema += usize::from(name.starts_with("model_ema."));
+            continue;
+        };
+        match mapped {
+            Some(v) if v.is_empty() => ignored += 1,
+            Some(v) => items.extend(v.into_iter().map(|(n, op)| Item { component: component.into(), name: n, source: name.clone(), op })),
+            None => unmapped.push(name.clone()),
+        }
+    }
+    if !unmapped.is_empty() {
+        return Err(Error::Other(format!("single file: {} tensor(s) with no diffusers name, e.g. `{}`", unmapped.len(), unmapped[0])));
+    }
+    Ok(SingleFile { kind: "SDXL", config_origin, items, configs, scheduler, ignored, ema })
+}
+
+fn count_resblocks(file: &SourceFile, prefix: &str) -> usize {
+    file.names().filter_map(|n| n.strip_prefix(prefix)?.strip_prefix("transformer.resblocks.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1)
 }
 
 fn resnet_rename(rest: &str) -> String {
@@ -171,6 +261,9 @@ fn unet_name(rest: &str, lpb: usize) -> Option<String> {
     let fixed = [
         ("time_embed.0.", "time_embedding.linear_1."),
         ("time_embed.2.", "time_embedding.linear_2."),
+        // SDXL's added embedding (diffusers: `label_emb` for addition_embed_type "text_time").
+        ("label_emb.0.0.", "add_embedding.linear_1."),
+        ("label_emb.0.2.", "add_embedding.linear_2."),
         ("input_blocks.0.0.", "conv_in."),
         ("out.0.", "conv_norm_out."),
         ("out.2.", "conv_out."),
@@ -330,3 +423,28 @@ const SD15_SCHEDULER: &str = r#"{"_class_name": "PNDMScheduler", "beta_end": 0.0
 const SD21_SCHEDULER: &str = r#"{"_class_name": "DDIMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
  "beta_start": 0.00085, "clip_sample": false, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
  "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, "trained_betas": null}"#;
+
+// SDXL base 1.0's configs (stabilityai/stable-diffusion-xl-base-1.0; SDXL-Turbo's networks are the same).
+pub(crate) const SDXL_UNET: &str = r#"{"_class_name": "UNet2DConditionModel", "act_fn": "silu", "addition_embed_type": "text_time",
+ "addition_embed_type_num_heads": 64, "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20],
+ "block_out_channels": [320, 640, 1280], "center_input_sample": false, "cross_attention_dim": 2048,
+ "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], "downsample_padding": 1,
+ "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1,
+ "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4,
+ "projection_class_embeddings_input_dim": 2816, "sample_size": 128, "transformer_layers_per_block": [1, 2, 10],
+ "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "use_linear_projection": true}"#;
+pub(crate) const SDXL_TEXT: &str = r#"{"architectures": ["CLIPTextModel"], "hidden_act": "quick_gelu", "hidden_size": 768,
+ "intermediate_size": 3072, "layer_norm_eps": 1e-05, "max_position_embeddings": 77, "num_attention_heads": 12,
+ "num_hidden_layers": 12, "vocab_size": 49408, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "projection_dim": 768}"#;
+pub(crate) const SDXL_TEXT_2: &str = r#"{"architectures": ["CLIPTextModelWithProjection"], "hidden_act": "gelu", "hidden_size": 1280,
+ "intermediate_size": 5120, "layer_norm_eps": 1e-05, "max_position_embeddings": 77, "num_attention_heads": 20,
+ "num_hidden_layers": 32, "vocab_size": 49408, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "projection_dim": 1280}"#;
+pub(crate) const SDXL_VAE: &str = r#"{"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+ "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+ "force_upcast": true, "in_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
+ "out_channels": 3, "sample_size": 1024, "scaling_factor": 0.13025,
+ "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]}"#;
+const SDXL_SCHEDULER: &str = r#"{"_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+ "beta_start": 0.00085, "clip_sample": false, "interpolation_type": "linear", "num_train_timesteps": 1000,
+ "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": false, "skip_prk_steps": true,
+ "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": null, "use_karras_sigmas": false}"#;

@@ -2,7 +2,7 @@
 // checkpoint, with the tiny diffusers folder as its configs, is converted by Rust inside the worker
 // and stored. Its shards are byte for byte the ones `websd convert` writes from the same file, and
 // the image it makes equals `websd generate` on that native conversion. Bad files get Rust's
-// reason and leave nothing stored: a .ckpt, a cut file, an SDXL checkpoint, a file that is no SD
+// reason and leave nothing stored: a .ckpt, a cut file, an SDXL checkpoint without its second text encoder, a file that is no SD
 // checkpoint, a file with a NaN tensor past the shards already stored, and an import stopped at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,7 +88,8 @@ test('a checkpoint imported in the page equals websd convert, generates as nativ
     const refused = [
       [ckpt, /model\.ckpt: pickled PyTorch checkpoints \(\.ckpt, \.pt, \.bin\) are refused/],
       [cut, /cut\.safetensors: its tensors need \d+ bytes but the file has 2000000: the file is cut short/],
-      [sdxl, /an SDXL checkpoint \(conditioner\.embedders\.\*\): SDXL is not supported yet/],
+      // SD 1.5's CLIP renamed as SDXL's first embedder, without the second (bigG).
+      [sdxl, /an SDXL checkpoint needs both text encoders/],
       // A .safetensors file that is no SD checkpoint at all (a LoRA).
       [path.join(ROOT, 'tests/fixtures/lora/kohya.safetensors'), /not an SD 1\.x\/2\.x single-file checkpoint: no UNet cross-attention/],
       [nan, /unet\/conv_out\.weight holds NaN or infinite values/],

@@ -178,8 +178,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// Until the SDXL pipeline exists, a diffusers folder with SDXL's UNet is refused by name when
-/// converted or loaded, not run into an error at the first step.
+/// A diffusers folder with SDXL's UNet but without SDXL's second text encoder (an SD folder with
+/// the UNet swapped, or the refiner) is refused by name when converted or loaded, not run into an
+/// error at the first step.
 #[test]
 fn sd_pipeline_refuses_an_sdxl_unet() {
     let dir = std::env::temp_dir().join(format!("websd-sdxl-folder-{}", std::process::id()));
@@ -194,4 +195,251 @@ fn sd_pipeline_refuses_an_sdxl_unet() {
     for err in [converted, loaded] {
         assert!(matches!(&err, Error::UnsupportedConfig(m) if m.contains("SDXL")), "{err}");
     }
+}
+
+// ---------------------------------------------------------------- the SDXL pipeline
+
+/// SDXL base: both encoders, CFG with a negative prompt, Euler, 3 steps, against diffusers'
+/// StableDiffusionXLPipeline (make_sdxl_pipeline_fixtures.py).
+#[test]
+fn sdxl_pipeline_euler_cfg_matches_diffusers() {
+    crate::pipeline::replay("sdxl_euler");
+}
+
+/// A negative prompt left out: force_zeros_for_empty_prompt gives zero unconditional embeddings
+/// (context and pooled), DPM++ 2M.
+#[test]
+fn sdxl_pipeline_zero_negative_dpmpp_2m_matches_diffusers() {
+    crate::pipeline::replay("sdxl_dpmpp_2m_zero_negative");
+}
+
+/// The empty text as a negative prompt is encoded, not zeroed (Euler ancestral, recorded noise).
+#[test]
+fn sdxl_pipeline_empty_negative_prompt_is_encoded_as_diffusers_does() {
+    crate::pipeline::replay("sdxl_euler_a_empty_negative");
+}
+
+/// SDXL-Turbo's sampler: Euler ancestral with trailing spacing, 2 steps, guidance 0 (no CFG).
+#[test]
+fn sdxl_turbo_two_steps_matches_diffusers() {
+    crate::pipeline::replay("sdxl_turbo");
+}
+
+/// One trailing Euler step, guidance 0.
+#[test]
+fn sdxl_turbo_one_euler_step_matches_diffusers() {
+    crate::pipeline::replay("sdxl_turbo_euler_1step");
+}
+
+/// StableDiffusionXLImg2ImgPipeline: strength 0.6 of 5 Euler steps, CFG.
+#[test]
+fn sdxl_img2img_euler_matches_diffusers() {
+    crate::pipeline::replay("sdxl_img2img_euler");
+}
+
+// ---------------------------------------------------------------- converted SDXL folders
+
+/// Converts `folder` into a fresh directory; the manifest read back from disk.
+fn convert_sdxl(folder: &std::path::Path, quant: convert::Quant, tag: &str) -> (std::path::PathBuf, websd::weights::Manifest) {
+    let out = std::env::temp_dir().join(format!("websd-sdxl-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = ConvertOptions { quant, min_quant_elements: 256, ..Default::default() };
+    let converted = convert::convert(folder, &out, &opts).expect("convert");
+    println!("{tag}:\n{}", convert::size_table(&converted));
+    let manifest = websd::weights::Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).expect("manifest parses");
+    assert_eq!(manifest, converted.manifest, "manifest.json round-trips");
+    (out, manifest)
+}
+
+/// A converted model, loaded shard by shard as the browser loads it.
+fn load_converted(dir: &std::path::Path, manifest: &websd::weights::Manifest) -> StableDiffusion {
+    let device = Device::flex();
+    let prepared = pollster::block_on(websd::weights::prepared::prepare(
+        manifest,
+        &device,
+        |_, entry| {
+            let path = dir.join(&entry.file);
+            async move { std::fs::read(&path).map_err(|e| websd::Error::io(&path, e)) }
+        },
+        |_, _| {},
+    ))
+    .unwrap();
+    StableDiffusion::from_prepared(manifest, prepared, &device, burn::tensor::FloatDType::F32).unwrap()
+}
+
+/// The diffusers SDXL folder converts with both encoders and both tokenizers' padding (the
+/// second's `text_projection` kept), and the converted model generates what diffusers'
+/// StableDiffusionXLPipeline generates: f16 storage is exact here (the fixture's weights are f16
+/// values), q8 within 3% of the image after one step.
+#[test]
+fn converted_sdxl_folder_generates_like_diffusers() {
+    let (dir, manifest) = convert_sdxl(&fixtures().join("sdxl"), convert::Quant::F16, "f16");
+    let components: Vec<&str> = manifest.components.keys().map(String::as_str).collect();
+    assert_eq!(components, ["text_encoder", "text_encoder_2", "unet", "vae"]);
+    assert_eq!((manifest.tokenizer.variant.as_str(), manifest.tokenizer.pad_token_id), ("clip-sd1", 49407));
+    let second = manifest.tokenizer_2.as_ref().expect("the second tokenizer");
+    assert_eq!((second.variant.as_str(), second.pad_token_id), ("clip-sd2", 0));
+    assert!(manifest.force_zeros_for_empty_prompt);
+    let has = |component: &str, name: &str| manifest.tensors.iter().any(|t| t.component == component && t.name == name);
+    assert!(has("text_encoder_2", "text_projection.weight") && has("text_encoder_2", "embeddings.token_embedding.weight"));
+    assert!(!manifest.tensors.iter().any(|t| t.name.ends_with("position_ids") || (t.component == "text_encoder" && t.name.starts_with("text_projection"))));
+    let sd = load_converted(&dir, &manifest);
+    assert_eq!((sd.pad_token, sd.pad_token_2), (49407, 0));
+    let err = crate::pipeline::replay_with("sdxl_euler", &sd);
+    assert!(err < 1e-4, "converted f16 SDXL: image relative error {err:.2e}");
+    let folder = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let unconverted = crate::pipeline::replay_with("sdxl_euler", &folder);
+    assert!((err - unconverted).abs() < 1e-6, "converted {err:.2e} vs folder {unconverted:.2e}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (dir, manifest) = convert_sdxl(&fixtures().join("sdxl"), convert::Quant::Q8, "q8");
+    let quantized = |component: &str| manifest.tensors.iter().filter(|t| t.component == component && t.dtype == websd::weights::manifest::StorageDtype::Q8).count();
+    assert!(quantized("text_encoder_2") > 0 && quantized("unet") > 0, "q8 reaches both encoders and the UNet");
+    // One step without CFG: CFG 5 over 3 steps amplifies the random model's 0.6% weight error
+    // (the size table's rel.err) several times over.
+    let mut sd = load_converted(&dir, &manifest);
+    sd.scheduler_config.timestep_spacing = Some("trailing".into()); // as the trace's JSON says
+    let err = crate::pipeline::replay_quantized("sdxl_turbo_euler_1step", &sd);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err < 3e-2, "converted q8 SDXL: image relative error {err:.2e}");
+}
+
+/// model_index.json's force_zeros_for_empty_prompt reaches the converted model (false here).
+#[test]
+fn sdxl_force_zeros_for_empty_prompt_is_read_from_model_index() {
+    let dir = std::env::temp_dir().join(format!("websd-sdxl-nozeros-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&fixtures().join("sdxl"), &dir);
+    let index = std::fs::read_to_string(dir.join("model_index.json")).unwrap().replace("\"force_zeros_for_empty_prompt\": true", "\"force_zeros_for_empty_prompt\": false");
+    std::fs::write(dir.join("model_index.json"), index).unwrap();
+    let folder = StableDiffusion::from_diffusers_dir(&dir, &Device::flex()).unwrap();
+    let (out, manifest) = convert_sdxl(&dir, convert::Quant::F16, "nozeros-out");
+    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&out));
+    assert!(!folder.force_zeros_for_empty_prompt && !manifest.force_zeros_for_empty_prompt);
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert_eq!(json["force_zeros_for_empty_prompt"], false);
+}
+
+/// A user's settings become an SDXL request: the prompts through both tokenizers (the same
+/// BPE ids, padded with `<|endoftext|>` and with `!`), and an empty negative prompt left out
+/// (diffusers' None, zeros under force_zeros_for_empty_prompt) while a given one is kept.
+#[test]
+fn sdxl_settings_tokenize_for_both_encoders() {
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let settings = |negative: &str| -> websd::pipeline::generate::Settings {
+        serde_json::from_value(serde_json::json!({"prompt": "a fox in the snow", "negative_prompt": negative, "width": 64, "height": 64})).unwrap()
+    };
+    let req = sd.request(&settings("")).unwrap();
+    assert!(req.negative_prompt.is_empty() && req.negative_prompt_2.is_empty(), "an empty negative prompt is left out");
+    assert_eq!((req.prompt.len(), req.prompt_2.len()), (1, 1));
+    let (first, second) = (&req.prompt[0], &req.prompt_2[0]);
+    let eos = first.iter().position(|&id| id == 49407).expect("EOS");
+    assert!(eos > 1 && first[eos..].iter().all(|&id| id == 49407), "{first:?}");
+    assert_eq!(second[..=eos], first[..=eos], "the same ids up to EOS");
+    assert!(second[eos + 1..].iter().all(|&id| id == 0), "the second tokenizer pads with `!`: {second:?}");
+    let req = sd.request(&settings("blurry")).unwrap();
+    assert_eq!((req.negative_prompt.len(), req.negative_prompt_2.len()), (1, 1));
+    assert_eq!(req.negative_prompt_2[0][3..], [0; 74]);
+}
+
+// ---------------------------------------------------------------- single-file SDXL checkpoints
+
+/// Every tensor of `component`, by name, as the converted model stores it.
+fn converted_tensors(manifest: &websd::weights::Manifest, dir: &std::path::Path, component: &str) -> std::collections::BTreeMap<String, Vec<f32>> {
+    use websd::weights::{ManifestSource, ShardStore, TensorSource};
+    let device = Device::flex();
+    let mut src = ManifestSource::new(manifest, component, ShardStore::from_dir(manifest, dir)).unwrap();
+    src.names()
+        .into_iter()
+        .map(|n| {
+            let shape = src.shape(&n).unwrap();
+            let t = src.load(&n, &shape, &device).unwrap_or_else(|e| panic!("{component}/{n}: {e}"));
+            (n, crate::common::values(t))
+        })
+        .collect()
+}
+
+/// An SDXL single-file checkpoint (tests/fixtures/make_single_file.py: sdxl/ in SDXL's LDM
+/// naming, checked there against diffusers' own single-file conversion: label_emb, both
+/// embedders, bigG's fused q/k/v and transposed text_projection) converts to exactly the
+/// tensors, configs and tokenizers of the diffusers folder.
+#[test]
+fn sdxl_single_file_matches_the_diffusers_folder() {
+    let root = fixtures().join("sdxl");
+    let file = fixtures().join("single_file/sdxl.safetensors");
+    let (from_dir, a) = convert_sdxl(&root, convert::Quant::F16, "sf-dir");
+    let out = std::env::temp_dir().join(format!("websd-sdxl-sf-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let converted = convert::convert(&file, &out, &ConvertOptions { configs: Some(root.clone()), ..Default::default() }).unwrap();
+    assert!(converted.notes.iter().any(|n| n.contains("SDXL")), "{:?}", converted.notes);
+    let b = converted.manifest;
+    assert_eq!(a.components, b.components, "configs");
+    assert_eq!((&a.tokenizer, &a.tokenizer_2), (&b.tokenizer, &b.tokenizer_2), "tokenizers");
+    for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+        let (x, y) = (converted_tensors(&a, &from_dir, component), converted_tensors(&b, &out, component));
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{component}: names");
+        for (name, v) in &x {
+            assert_eq!(v, &y[name], "{component}/{name}: values");
+        }
+        println!("sdxl single file: {component}: {} tensors identical", x.len());
+    }
+    assert!(b.tensors.iter().any(|t| t.component == "unet" && t.name == "add_embedding.linear_1.weight"));
+    // The built-in configs are SDXL base 1.0's: the fixture's 3-block bigG does not fit them.
+    let builtin = std::env::temp_dir().join(format!("websd-sdxl-sf-builtin-{}", std::process::id()));
+    let err = convert::convert(&file, &builtin, &ConvertOptions::default()).err().expect("built-in config mismatch");
+    let _ = [&from_dir, &out, &builtin].map(std::fs::remove_dir_all);
+    assert!(matches!(&err, Error::UnsupportedConfig(m) if m.contains("32")), "{err}");
+}
+
+/// A1111 weights on SDXL scale each encoder's embeddings by token and give each back its own
+/// mean (as the SD pipeline does for its one encoder); the pooled embedding is left alone.
+#[test]
+fn sdxl_prompt_weights_scale_each_encoder_and_keep_its_mean() {
+    let sd = StableDiffusion::from_diffusers_dir(fixtures().join("sdxl"), &Device::flex()).unwrap();
+    let reference = parity("sdxl/unet");
+    let (first, second) = (ids(&reference, "case2.input_ids").remove(0), ids(&reference, "case2.input_ids_2").remove(0));
+    let (plain, pooled) = sd.encode_prompt_sdxl(std::slice::from_ref(&first), std::slice::from_ref(&second), &[], 1).unwrap();
+    let mut w = vec![1.0f32; 77];
+    w[2] = 1.5;
+    w[3] = 0.5;
+    let (weighted, weighted_pooled) = sd.encode_prompt_sdxl(&[first], &[second], &[w.clone()], 1).unwrap();
+    assert_eq!(crate::common::values(pooled), crate::common::values(weighted_pooled), "pooled unweighted");
+    let d = plain.dims()[2];
+    let (plain, weighted) = (crate::common::values(plain), crate::common::values(weighted));
+    for (from, to) in [(0, 16), (16, d)] {
+        // Encoder 1's 16 features, then encoder 2's 48, of every token.
+        let part = |v: &[f32]| -> Vec<(usize, f32)> { v.chunks(d).enumerate().flat_map(|(t, row)| row[from..to].iter().map(move |&x| (t, x))).collect() };
+        let (p, q) = (part(&plain), part(&weighted));
+        let mean = |v: &[(usize, f32)], f: &dyn Fn(usize) -> f32| v.iter().map(|&(t, x)| (x * f(t)) as f64).sum::<f64>() / v.len() as f64;
+        let scale = (mean(&p, &|_| 1.0) / mean(&p, &|t| w[t])) as f32;
+        for (&(t, x), &(_, y)) in p.iter().zip(&q) {
+            let expected = x * w[t] * scale;
+            assert!((y - expected).abs() < 1e-4 * expected.abs().max(1.0), "features {from}..{to}, token {t}: {y} vs {expected}");
+        }
+        assert!((mean(&q, &|_| 1.0) - mean(&p, &|_| 1.0)).abs() < 1e-5, "features {from}..{to}: mean kept");
+    }
+}
+
+/// The pipeline takes SDXL base's networks together and refuses other pairings by name: the
+/// refiner's UNet (five time ids: an aesthetic score instead of the target size), a second text
+/// encoder beside an SD UNet, and an SDXL UNet whose added embedding does not fit the second
+/// encoder's projection.
+#[test]
+fn sdxl_pipeline_checks_its_networks_fit_together() {
+    use websd::pipeline::check_pipeline;
+    let unet = |file: &str| UNetConfig::from_json(&std::fs::read_to_string(fixtures().join("configs/unet").join(file)).unwrap()).unwrap();
+    let (_, big_g) = ClipConfig::sdxl();
+    assert!(check_pipeline(&UNetConfig::sdxl(), Some(&big_g)).is_ok());
+    assert!(check_pipeline(&unet("sdxl-turbo-jschalter-fd8eb9c.json"), Some(&big_g)).is_ok());
+    let refused = |unet: &UNetConfig, second: Option<&ClipConfig>| match check_pipeline(unet, second) {
+        Err(Error::UnsupportedConfig(m)) => m,
+        other => panic!("not refused: {other:?}"),
+    };
+    let refiner = unet("sdxl-refiner-jschalter-6231334.json");
+    assert!(refused(&refiner, Some(&big_g)).contains("refiner"));
+    assert!(refused(&refiner, None).contains("refiner"));
+    assert!(refused(&UNetConfig::sd15(), Some(&big_g)).contains("not SDXL's"));
+    let mut narrow = big_g.clone();
+    narrow.projection_dim = 1024;
+    assert!(refused(&UNetConfig::sdxl(), Some(&narrow)).contains("2816 features"));
 }

@@ -672,7 +672,7 @@ mod fuzz {
 #[test]
 fn sd15_download_sizes() {
     use websd::model::config::VaeConfig;
-    let shapes = websd::tools::sizes::text_to_image_shapes(&ClipConfig::sd1(), &UNetConfig::sd15(), &VaeConfig::sd()).unwrap();
+    let shapes = websd::tools::sizes::text_to_image_shapes(&ClipConfig::sd1(), None, &UNetConfig::sd15(), &VaeConfig::sd()).unwrap();
     let mut q4_total = 0;
     for (label, opts) in websd::tools::sizes::settings() {
         let per = websd::tools::sizes::download_bytes(&shapes, &opts);

@@ -250,18 +250,19 @@ pub async fn check_matmul(device: &Device, dtypes: &[FloatDType]) -> Result<Vec<
 }
 
 /// Attention cases as (batch, heads, queries, keys, head dim, q amplitude, q seen transposed):
-/// sizes that fill no block of 32 queries or keys, one key, cross-attention's 77 keys, SD's head
-/// dims (40, 64, 80, 160 = `MAX_HEAD_DIM`), and scores far apart (amplitude 8: the
+/// sizes that fill no workgroup of 64 queries or step of 8 keys, queries over three workgroups,
+/// one key, cross-attention's 77 keys, SD's head dims (40, 64, 160 = `MAX_HEAD_DIM`) and one that
+/// is no multiple of 4 (10), and scores far apart (amplitude 8: the
 /// running maximum changes between key blocks, and an unstabilised softmax would overflow). With
 /// the transposed flag q is a `[B, Sq, H, D]` tensor seen as `[B, H, Sq, D]`, as the model splits
 /// its heads.
 pub const ATTENTION_CASES: [(usize, usize, usize, usize, usize, f64, bool); 7] = [
-    (1, 1, 5, 7, 8, 1.0, false),
+    (1, 1, 5, 7, 10, 1.0, false),
     (2, 3, 37, 77, 40, 1.0, true),
     (1, 2, 33, 1, 64, 1.0, false),
-    (1, 2, 70, 100, 80, 8.0, true),
+    (1, 2, 70, 100, 64, 8.0, true),
     (2, 1, 40, 65, 160, 1.0, false),
-    (1, 1, 130, 40, 24, 1.0, false),
+    (1, 1, 130, 40, 40, 1.0, false),
     (1, 4, 96, 96, 64, 8.0, false),
 ];
 
@@ -293,7 +294,11 @@ pub async fn check_attention_case(device: &Device, dtype: FloatDType, (b, h, sq,
     let q = if transposed { normal([b, sq, h, d]).swap_dims(1, 2) } else { normal([b, h, sq, d]) };
     let q = (q * amplitude).cast(dtype);
     let (k, v) = (normal([b, h, sk, d]).cast(dtype), normal([b, h, sk, d]).cast(dtype));
-    let case = format!("attention {b}×{h} {sq}→{sk} tokens dim {d}{}{}", if amplitude != 1.0 { format!(" q×{amplitude}") } else { String::new() }, if transposed { " q transposed" } else { "" });
+    let case = format!(
+        "attention {b}×{h} {sq}→{sk} tokens dim {d}{}{}",
+        if amplitude != 1.0 { format!(" q×{amplitude}") } else { String::new() },
+        if transposed { " q transposed" } else { "" }
+    );
     let expected = attention_f64(&read_f32(&case, q.clone()).await?, &read_f32(&case, k.clone()).await?, &read_f32(&case, v.clone()).await?, [b, h, sq, sk, d]);
     compare(case, dtype, super::attention(q, k, v, 1.0 / (d as f64).sqrt()), [b, sq, h, d], &expected).await
 }

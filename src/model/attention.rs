@@ -2,12 +2,41 @@
 //!
 //! At a 64×64 latent, SD's self-attention scores are [batch, heads, 4096, 4096]: 537 MB per image
 //! in f32, far over WebGPU's default 128 MiB binding limit. Rows of queries are independent, so
-//! the queries are processed in chunks whose scores fit the budget.
+//! the queries are processed in chunks whose scores fit the budget. In the browser our fused
+//! kernel (`kernels::attention`) writes no scores at all.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::linear;
+use crate::kernels;
+
+/// Natively burn autotunes the chunked route's matmuls, and on lavapipe that route was 1.9–2×
+/// faster than our fused kernel (`websd bench --ops --device wgpu --size 128|256 --match
+/// ": attention"`); in the browser, on SwiftShader, the fused kernel was 1.3–2.4× faster than the
+/// chunked route with our matmul (bench.html, docs/PERFORMANCE.md). Unmeasured on a GPU.
+const FUSED_NATIVE: bool = false;
+
+/// Set while [`with_fused_attention`] runs: the fused kernel wherever the device runs ours.
+static FORCE_FUSED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f` with the fused attention kernel natively too (tests compare the model through it).
+pub fn with_fused_attention<T>(f: impl FnOnce() -> T) -> T {
+    let before = FORCE_FUSED.swap(true, Ordering::Relaxed);
+    let out = f();
+    FORCE_FUSED.store(before, Ordering::Relaxed);
+    out
+}
+
+/// Whether attention with heads of `head_dim` runs our fused kernel: no causal mask (the text
+/// encoder's attention has one and stays chunked), a head the kernel takes (not the VAE's 512),
+/// on a device that runs our kernels, in the browser or when forced.
+fn use_fused(device: &Device, causal: bool, head_dim: usize) -> bool {
+    let wanted = FUSED_NATIVE || cfg!(target_arch = "wasm32") || FORCE_FUSED.load(Ordering::Relaxed);
+    !causal && head_dim <= kernels::attention::MAX_HEAD_DIM && wanted && kernels::use_own(device)
+}
 
 /// Largest score block, in bytes, that attention materialises at once.
 pub const DEFAULT_SCORE_BUDGET: usize = 64 << 20;
@@ -18,6 +47,9 @@ pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, ca
     let [b, h, sq, dh] = q.dims();
     let sk = k.dims()[2];
     let scale = (dh as f64).powf(-0.5);
+    if use_fused(&q.device(), causal, dh) {
+        return kernels::attention(q, k, v, scale).swap_dims(1, 2);
+    }
     let bytes_per_row = b * h * sk * 4;
     let rows = (score_budget / bytes_per_row.max(1)).clamp(1, sq);
     let dtype = q.dtype();

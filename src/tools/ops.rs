@@ -99,7 +99,9 @@ fn attention_rows(name: &str, batch: usize, heads: usize, dim: usize, queries: u
     let mut cases = vec![row("", Route::Stock)];
     if kernels::runs_kernels(device) {
         cases.push(row(" ours (matmuls)", Route::OurMatmuls));
-        cases.push(row(" ours", Route::Fused));
+        if dim <= kernels::attention::MAX_HEAD_DIM {
+            cases.push(row(" ours", Route::Fused));
+        }
     }
     cases
 }

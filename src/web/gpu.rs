@@ -36,11 +36,13 @@ pub async fn run_probe() -> Result<Vec<f32>, JsValue> {
 }
 
 /// One case of our GPU kernels' check (`kernels::check`) on this GPU: `kernel` 'conv3x3',
-/// 'group_norm' or 'matmul', `index` into its case list, `dtype` 'f32' or 'f16'. Resolves with {case, dtype,
+/// 'group_norm', 'matmul' or 'attention', `index` into its case list, `dtype` 'f32' or 'f16'. Resolves with {case, dtype,
 /// relative_error, tolerance}; the number of cases is `kernel_check_cases(kernel)`.
 #[wasm_bindgen]
 pub async fn check_kernel(kernel: String, index: usize, dtype: String) -> Result<JsValue, JsValue> {
-    use crate::kernels::check::{CONV3X3_CASES, GROUP_NORM_CASES, MATMUL_CASES, check_conv3x3_case, check_group_norm_case, check_matmul_case};
+    use crate::kernels::check::{
+        ATTENTION_CASES, CONV3X3_CASES, GROUP_NORM_CASES, MATMUL_CASES, check_attention_case, check_conv3x3_case, check_group_norm_case, check_matmul_case,
+    };
     let (device, info) = super::gpu()?;
     let dtype = match dtype.as_str() {
         "f32" => FloatDType::F32,
@@ -52,7 +54,8 @@ pub async fn check_kernel(kernel: String, index: usize, dtype: String) -> Result
         "conv3x3" => check_conv3x3_case(&device, dtype, *CONV3X3_CASES.get(index).ok_or_else(out_of_range)?).await?,
         "group_norm" => check_group_norm_case(&device, dtype, *GROUP_NORM_CASES.get(index).ok_or_else(out_of_range)?).await?,
         "matmul" => check_matmul_case(&device, dtype, *MATMUL_CASES.get(index).ok_or_else(out_of_range)?).await?,
-        _ => return Err(super::invalid_request(format!("unknown kernel {kernel:?}: conv3x3, group_norm or matmul"))),
+        "attention" => check_attention_case(&device, dtype, *ATTENTION_CASES.get(index).ok_or_else(out_of_range)?).await?,
+        _ => return Err(super::invalid_request(format!("unknown kernel {kernel:?}: conv3x3, group_norm, matmul or attention"))),
     };
     serde_wasm_bindgen::to_value(&check).map_err(js_error)
 }
@@ -64,6 +67,7 @@ pub fn kernel_check_cases(kernel: &str) -> usize {
         "conv3x3" => crate::kernels::check::CONV3X3_CASES.len(),
         "group_norm" => crate::kernels::check::GROUP_NORM_CASES.len(),
         "matmul" => crate::kernels::check::MATMUL_CASES.len(),
+        "attention" => crate::kernels::check::ATTENTION_CASES.len(),
         _ => 0,
     }
 }

@@ -41,9 +41,9 @@ test('our GPU kernels equal the exact results through the browser\'s WGSL compil
     const f16 = await page.evaluate(() => window.gpuInfo.shader_f16);
     // The cases of src/kernels/check.rs, one call each (a failure names its case), in f32, and in
     // f16 where the GPU has it.
-    const kernels = ['conv3x3', 'group_norm', 'matmul'];
+    const kernels = ['conv3x3', 'group_norm', 'matmul', 'attention'];
     const counts = await page.evaluate((names) => names.map((k) => window.websd.kernel_check_cases(k)), kernels);
-    assert.deepEqual(counts, [8, 6, 7]);
+    assert.deepEqual(counts, [8, 6, 7, 7]);
     for (const dtype of f16 ? ['f32', 'f16'] : ['f32']) {
       for (const [kernel, count] of kernels.map((k, i) => [k, counts[i]])) {
         for (let index = 0; index < count; index++) {

@@ -47,6 +47,12 @@ fn wgpu_sd1_unet_matches_diffusers() {
     check_unet("sd1", &wgpu_device(), "wgpu");
 }
 
+/// The same through our fused attention kernel (the browser's route; natively burn's is used).
+#[test]
+fn wgpu_sd1_unet_with_fused_attention_matches_diffusers() {
+    websd::model::attention::with_fused_attention(|| check_unet("sd1", &wgpu_device(), "wgpu fused attention"));
+}
+
 #[test]
 fn wgpu_sd2_unet_matches_diffusers() {
     check_unet("sd2", &wgpu_device(), "wgpu");
@@ -95,6 +101,12 @@ fn f16_sd2_unet_matches_diffusers() {
 #[test]
 fn wgpu_f16_sd2_unet_matches_diffusers() {
     check_unet_f16(&wgpu_device(), "wgpu");
+}
+
+/// f16 through our fused attention kernel.
+#[test]
+fn wgpu_f16_sd2_unet_with_fused_attention_matches_diffusers() {
+    websd::model::attention::with_fused_attention(|| check_unet_f16(&wgpu_device(), "wgpu fused attention"));
 }
 
 /// Distilled layouts (BK-SDM, segmind): no mid block, cross-attention in every level, per-block

@@ -112,7 +112,7 @@ fn attention_kernel<E: Float>(q: &[E], k: &[E], v: &[E], output: &mut [E], shape
         running_sum *= rescale;
         #[unroll]
         for i in 0..dim_vecs {
-            acc[i] = acc[i] * V4::new(rescale);
+            acc[i] *= V4::new(rescale);
         }
         #[unroll]
         for j in 0..KEYS {

@@ -66,8 +66,8 @@ test('the page downloads the tiny SDXL model and generates what websd generate m
     const outcome = await page.waitForFunction(() => window.__msgs.find((m) => m.type === 'images' || (m.type === 'error' && m.phase === 'generate')), null, { timeout: 180_000 });
     const done = await outcome.jsonValue();
     assert.equal(done.type, 'images', `generation failed: ${done.message}`);
-    const [loaded] = await messages(page, 'loaded');
-    assert.equal(loaded.info.name, 'tiny-sdxl');
+    assert.deepEqual((await messages(page, 'loaded')).map((m) => m.id), ['tiny-sdxl']);
+    assert.equal(await page.textContent('#compute'), 'tiny-sdxl runs in f32 on this GPU (it has no shader-f16: slower, twice the memory).');
 
     await page.waitForSelector('body[data-gallery="1"]');
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('.gallery-item').nth(0).locator('a').click()]);

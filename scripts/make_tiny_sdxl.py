@@ -13,7 +13,7 @@ else is the fixture as it is. It then runs
     websd convert DIR --out www/models/tiny-sdxl --name tiny-sdxl --text-encoder-quant q8
 
 (the UNet and VAE in f16 as tiny-sd1; the encoders in q8, which halves the 49408-row embeddings:
-4.4 MB in all instead of 7.6). Python's standard library only. Usage, after `./build.sh native`:
+4.7 MB in all instead of about 7.2). Python's standard library only. Usage, after `./build.sh native`:
 
     python3 scripts/make_tiny_sdxl.py        # websd from $CARGO_TARGET_DIR or target/
 """

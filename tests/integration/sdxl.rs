@@ -168,6 +168,32 @@ fn real_sdxl_configs_give_sdxl_structure() {
     }
 }
 
+/// What the page and the CLI fill in for SDXL (src/suggested.rs, from the published configs):
+/// SDXL base at 1024² (its UNet's sample_size 128 × 8) with its Euler config, SDXL-Turbo at
+/// 512² (sample_size 64) with Euler ancestral, and the one step without guidance its manifest
+/// carries when converted with `--suggest-steps 1 --suggest-guidance 0`.
+#[test]
+fn real_sdxl_configs_suggest_their_sizes_and_samplers() {
+    use websd::scheduler::{SchedulerConfig, SchedulerKind};
+    use websd::suggested::{Hints, Suggested};
+    let read = |dir: &str, file: &str| std::fs::read_to_string(fixtures().join("configs").join(dir).join(file)).unwrap();
+    let vae = websd::model::config::VaeConfig::sdxl();
+    let base = Suggested::infer(
+        &UNetConfig::from_json(&read("unet", "sdxl-base-hdrj-one-c8714c9.json")).unwrap(),
+        &vae,
+        &SchedulerConfig::from_json(&read("scheduler", "sdxl-base-eulerdiscrete-hdrj-one-e5bc842.json")).unwrap(),
+        &Hints::default(),
+    );
+    assert_eq!((base.scheduler, base.steps, base.guidance_scale, base.width, base.height), (SchedulerKind::Euler, 20, 7.5, 1024, 1024));
+    let turbo = Suggested::infer(
+        &UNetConfig::from_json(&read("unet", "sdxl-turbo-jschalter-fd8eb9c.json")).unwrap(),
+        &vae,
+        &SchedulerConfig::from_json(&read("scheduler", "sdxl-turbo-eulerancestraldiscrete-jschalter-b703f8b.json")).unwrap(),
+        &Hints { steps: Some(1), guidance_scale: Some(0.0) },
+    );
+    assert_eq!((turbo.scheduler, turbo.steps, turbo.guidance_scale, turbo.width, turbo.height), (SchedulerKind::EulerAncestral, 1, 0.0, 512, 512));
+}
+
 /// Copies `from` into `to`, folders included.
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
